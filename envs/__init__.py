@@ -1,0 +1,42 @@
+"""panoseek.envs: the engine (geometry, renderer, tasks, protocol, environment, runner).
+
+Public names are loaded lazily so ``import panoseek.envs`` stays cheap and workers
+that only need geometry do not pay for the environment's imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # name: module inside panoseek.envs
+    "AngularWindow": "geometry",
+    "Task": "task",
+    "TaskError": "task",
+    "HOS": "task",
+    "HPS": "task",
+    "LEVEL_NAMES": "task",
+    "PanoramaError": "panorama",
+    "load_panorama": "panorama",
+    "as_panorama": "panorama",
+    "save_image": "panorama",
+    "render_view": "render",
+    "render_views_torch": "render_torch",
+    "parse_action": "protocol",
+    "ParsedAction": "protocol",
+    "PanoramaSearchEnv": "env",
+    "TextActions": "wrappers",
+    "DiscreteRotations": "wrappers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'panoseek.envs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"panoseek.envs.{module}"), name)
+    globals()[name] = value
+    return value

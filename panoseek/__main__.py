@@ -1,0 +1,5 @@
+import sys
+
+from panoseek.cli import main
+
+sys.exit(main())
