@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "panoseek.agents.cli",
     "panoseek.training.cli",
     "panoseek.kernels.cli",
+    "panoseek.evaluate_cli",
+    "panoseek.report_cli",
 )
 
 
