@@ -46,9 +46,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol, runtime_checkable
 
-Action = "str | dict[str, Any]"
-
-
 @runtime_checkable
 class Agent(Protocol):
     """Structural type of an agent (see the module docstring for the dict contents)."""
@@ -59,16 +56,6 @@ class Agent(Protocol):
 
 
 AgentFactory = Callable[..., Agent]
-
-
-def wants_privileged(agent: object) -> bool:
-    """Whether the agent asked for the judged target (``wants_privileged = True``)."""
-    return getattr(agent, "wants_privileged", False) is True
-
-
-def wants_exemplar(agent: object) -> bool:
-    """Whether the agent asked for an exemplar picture (``wants_exemplar = True``)."""
-    return getattr(agent, "wants_exemplar", False) is True
 
 
 def rotate(dyaw: float, dpitch: float) -> dict[str, Any]:

@@ -94,9 +94,12 @@ def lonlat_to_vector(lon: ArrayLike, lat: ArrayLike) -> np.ndarray:
 
 def vector_to_lonlat(vectors: np.ndarray) -> tuple:
     """Vectors ``(..., 3)`` (any length) -> (lon in [-180, 180], lat in [-90, 90])."""
-    x, y, z = vectors[..., 0], vectors[..., 1], vectors[..., 2]
+    return _xyz_to_lonlat(vectors[..., 0], vectors[..., 1], vectors[..., 2])
+
+
+def _xyz_to_lonlat(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple:
     lon = np.degrees(np.arctan2(x, z))
-    lat = np.degrees(np.arctan2(y, np.hypot(x, z)))
+    lat = np.degrees(np.arctan2(y, np.sqrt(x * x + z * z)))  # sqrt: several times faster than hypot
     return lon, lat
 
 
@@ -146,16 +149,45 @@ def rotation_matrix(yaw: float, pitch: float) -> np.ndarray:
     to ``lonlat_to_vector(yaw, pitch)``.
     """
     y, p = math.radians(yaw), math.radians(pitch)
-    cy, sy, cp, sp = math.cos(y), math.sin(y), math.cos(p), math.sin(p)
-    pitch_up = np.array([[1.0, 0.0, 0.0], [0.0, cp, sp], [0.0, -sp, cp]])
-    yaw_right = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-    return yaw_right @ pitch_up
+    return np.array(_rotation_rows(math.cos(y), math.sin(y), math.cos(p), math.sin(p), 0.0))
+
+
+def rotation_matrices(yaw: ArrayLike, pitch: ArrayLike) -> np.ndarray:
+    """:func:`rotation_matrix` for arrays of head poses at once: shape ``(..., 3, 3)``.
+
+    Batched renderers build one matrix per view on the host without a Python loop.
+    """
+    y, p = np.broadcast_arrays(np.radians(np.asarray(yaw, dtype=np.float64)), np.radians(np.asarray(pitch, dtype=np.float64)))
+    rows = _rotation_rows(np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.zeros_like(y))
+    return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
+
+
+def _rotation_rows(cy, sy, cp, sp, zero) -> list:
+    """Rows of ``yaw_right @ pitch_up`` (yaw about y, pitch about x) for scalars or arrays."""
+    return [[cy, -sy * sp, sy * cp], [zero, cp, sp], [-sy, -cy * sp, cy * cp]]
 
 
 def view_lonlat(yaw: float, pitch: float, fov_deg: float, width: int, height: int) -> tuple:
     """(lon, lat) seen by every pixel of a view, each ``(H, W)`` float64. Reference path."""
     rays = camera_rays(float(fov_deg), int(width), int(height)) @ rotation_matrix(yaw, pitch).T
     return vector_to_lonlat(rays)
+
+
+def view_pixel_lonlat(
+    x: ArrayLike, y: ArrayLike, yaw: float, pitch: float, fov_deg: float, width: int, height: int
+) -> tuple:
+    """(lon, lat) seen at view pixel coordinates (x, y) (fractional, any shape).
+
+    Same camera as :func:`view_lonlat` but only at the given points: the fast renderer
+    evaluates sparse grids and a few exact pixels with it. Inverse of :func:`project_to_view`.
+    """
+    f = focal_length_px(fov_deg, width)
+    a = (np.asarray(x, dtype=np.float64) + (0.5 - width / 2.0)) / f
+    b = ((height / 2.0 - 0.5) - np.asarray(y, dtype=np.float64)) / f
+    r = rotation_matrix(yaw, pitch)
+    # The world ray r @ (a, b, 1), one component at a time (no (..., 3) temporaries).
+    x, y, z = (r[i, 0] * a + r[i, 1] * b + r[i, 2] for i in range(3))
+    return _xyz_to_lonlat(x, y, z)
 
 
 def project_to_view(

@@ -22,11 +22,11 @@ DEFAULT_SUITE = "synth:val"
 def make_search_env(kind: str | None = None, suite: str = DEFAULT_SUITE, **env_kwargs: Any):
     """Build the environment over the tasks of ``suite`` (only ``kind`` tasks when given)."""
     from panoseek.envs import PanoramaSearchEnv
-    from panoseek.scenes import load_suite
+    from panoseek.scenes import SuiteError, load_suite
 
     tasks = [task for task in load_suite(suite) if kind is None or task.kind == kind]
     if not tasks:
-        raise ValueError(f"suite {suite!r} has no {kind or ''} tasks".replace("  ", " "))
+        raise SuiteError(f"suite {suite!r} has no {kind} tasks")
     return PanoramaSearchEnv(tasks, **env_kwargs)
 
 

@@ -1,0 +1,84 @@
+"""The multi-turn chat of one search episode, with a sliding window of views.
+
+Every turn adds a user message (the current view and the environment's feedback) and,
+once the model has answered, an assistant message with its reply. The first user
+message also carries the task prompt. Only the last ``history`` views are sent as
+images; older views are replaced by a short text naming the direction they showed, so
+the prompt length (and the image-token count) stays bounded however long the episode.
+
+The messages use the Hugging Face chat format (``{"type": "image"}`` entries with the
+pictures passed separately, in order), which ``processor.apply_chat_template`` renders
+for any image-text-to-text model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from panoseek.envs.prompts import task_prompt
+from panoseek.envs.protocol import feedback_text
+
+
+@dataclass
+class _Turn:
+    image: Image.Image  # converted once, when observed, and reused while in the window
+    text: str
+    heading: tuple[float, float]
+    reply: str | None = None
+
+
+@dataclass
+class EpisodeChat:
+    """The conversation of one episode; ``history`` is how many recent views stay images."""
+
+    kind: str
+    instruction: str
+    prompt_format: str = "free_think"
+    history: int = 2
+    turns: list[_Turn] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.history, int) or self.history < 1:
+            raise ValueError(f"history must be a positive number of views, got {self.history!r}")
+        self.prompt = task_prompt(self.kind, self.instruction, self.prompt_format)
+
+    def observe(self, observation: dict[str, Any]) -> None:
+        """Add the user turn for ``observation`` (env observation plus ``feedback``)."""
+        if self.turns and self.turns[-1].reply is None:
+            raise RuntimeError("observe() called twice without a reply in between")
+        image = np.asarray(observation["image"])
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"observation 'image' must be an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
+        yaw, pitch = (float(angle) for angle in observation["heading"])
+        feedback = str(observation.get("feedback") or "").strip() or f"{feedback_text(yaw, pitch)}."
+        self.turns.append(_Turn(Image.fromarray(image.copy()), feedback, (yaw, pitch)))
+
+    def reply(self, text: str) -> None:
+        """Record the model's reply to the last observation."""
+        if not self.turns or self.turns[-1].reply is not None:
+            raise RuntimeError("reply() without a pending observation")
+        self.turns[-1].reply = text
+
+    def messages(self) -> tuple[list[dict[str, Any]], list[Image.Image]]:
+        """The chat so far and its images, in the order of their ``{"type": "image"}`` entries."""
+        messages: list[dict[str, Any]] = []
+        images: list[Image.Image] = []
+        first_shown = len(self.turns) - self.history
+        for index, turn in enumerate(self.turns):
+            content: list[dict[str, Any]] = []
+            if index == 0:
+                content.append({"type": "text", "text": self.prompt + "\n\n"})
+            if index >= first_shown:
+                content.append({"type": "image"})
+                images.append(turn.image)
+            else:
+                content.append({"type": "text", "text": f"[earlier view, where {feedback_text(*turn.heading)}]\n"})
+            content.append({"type": "text", "text": turn.text})
+            messages.append({"role": "user", "content": content})
+            if turn.reply is not None:
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.reply}]})
+        return messages, images

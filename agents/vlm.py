@@ -1,0 +1,262 @@
+"""Search agents driven by any Hugging Face image-text-to-text model from a local folder.
+
+:func:`load_vlm` loads ``AutoModelForImageTextToText`` + ``AutoProcessor`` (never
+downloading); :class:`VLMPolicy` answers a batch of episode chats with one
+``generate`` call (left padding, greedy or sampled); :class:`VLMAgent` is the
+one-episode agent of :mod:`panoseek.agents.base`, registered as ``vlm``::
+
+    panoseek eval --agent vlm --model /models/Qwen2.5-VL-3B-Instruct --suite synth:test
+
+The reply text is returned to the environment as it is: the environment's protocol
+parser judges it, so an unparseable reply is an invalid action, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from panoseek.agents.chat import EpisodeChat
+from panoseek.agents.registry import AgentError
+from panoseek.envs.protocol import PROMPT_FORMATS, ParsedAction, parse_action
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class VLMError(AgentError):
+    """A model folder or option that cannot be used; the message names the path or value."""
+
+
+def _check_model_dir(path: str | os.PathLike) -> Path:
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise VLMError(f"model path {str(folder)!r} is not a folder (give a local model folder; nothing is downloaded)")
+    if not (folder / "config.json").is_file():
+        raise VLMError(f"model path {str(folder)!r} is not a model folder: it has no config.json")
+    return folder
+
+
+def load_processor(path: str | os.PathLike, max_pixels: int | None = None):
+    """The model's processor, left-padding, with the image budget ``max_pixels`` if given.
+
+    Multimodal processors such as Qwen2.5-VL's also hold a video processor, which
+    transformers builds only when torchvision is installed. Without torchvision the
+    same processor class is loaded without its video half (views are still images), so
+    CPU machines without a torchvision build load the same files the same way.
+    """
+    from transformers import AutoProcessor
+    from transformers.utils import is_torchvision_available
+
+    folder = _check_model_dir(path)
+    # Qwen-family image processors take their pixel budget at load time (their model
+    # cards recommend exactly this); other families have their own image-size options.
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if max_pixels is not None:
+        if int(max_pixels) < 28 * 28:
+            raise VLMError(f"max_pixels must be at least {28 * 28} (one 28x28 patch), got {max_pixels!r}")
+        kwargs["max_pixels"] = int(max_pixels)
+        kwargs["min_pixels"] = min(56 * 56, int(max_pixels))
+    if is_torchvision_available():
+        processor = AutoProcessor.from_pretrained(folder, **kwargs)
+    else:
+        processor = _image_only_processor_class(folder).from_pretrained(folder, **kwargs)
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def _image_only_processor_class(folder: Path):
+    """The folder's processor class, narrowed to image processor + tokenizer."""
+    import inspect
+
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+
+    name = None
+    for file_name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        file = folder / file_name
+        if file.is_file():
+            name = json.loads(file.read_text()).get("processor_class") or name
+            if name:
+                break
+    if name and not hasattr(transformers, name):
+        raise VLMError(f"model path {str(folder)!r} names processor class {name!r}, which transformers does not have")
+    base = getattr(transformers, name) if name else PROCESSOR_MAPPING[type(AutoConfig.from_pretrained(folder))]
+    parameters = inspect.signature(base.__init__).parameters
+    if "video_processor" not in parameters:
+        return base
+
+    class ImageOnlyProcessor(base):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            super().__init__(
+                image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                chat_template=chat_template, **kwargs,
+            )
+
+    # Keep the real class name, so a saved copy of the processor names the real class.
+    ImageOnlyProcessor.__name__ = ImageOnlyProcessor.__qualname__ = base.__name__
+    return ImageOnlyProcessor
+
+
+def load_vlm(path: str | os.PathLike, *, dtype: str = "auto", device: str = "cpu", max_pixels: int | None = None):
+    """Load ``(model, processor)`` from a local folder; ``device="auto"`` spreads over GPUs."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    folder = _check_model_dir(path)
+    if dtype not in DTYPES:
+        raise VLMError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    placement = {"device_map": "auto"} if device == "auto" else {}
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch_dtype, local_files_only=True, **placement)
+    except (OSError, ValueError) as error:
+        raise VLMError(f"cannot load an image-text-to-text model from {str(folder)!r}: {error}") from error
+    if device != "auto":
+        model = model.to(device)
+    return model.eval(), load_processor(folder, max_pixels)
+
+
+class VLMPolicy:
+    """A loaded model and processor answering many episode chats per ``generate`` call."""
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        sample: bool = False,
+        temperature: float = 1.0,
+        max_new_tokens: int = 256,
+    ) -> None:
+        if int(max_new_tokens) < 1:
+            raise VLMError(f"max_new_tokens must be at least 1, got {max_new_tokens!r}")
+        if sample and not float(temperature) > 0:
+            raise VLMError(f"temperature must be positive when sampling, got {temperature!r}")
+        self.model = model
+        self.processor = processor
+        self.sample = bool(sample)
+        self.temperature = float(temperature)
+        self.max_new_tokens = int(max_new_tokens)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        dtype: str = "auto",
+        device: str = "cpu",
+        max_pixels: int | None = None,
+        **generation: Any,
+    ) -> "VLMPolicy":
+        model, processor = load_vlm(path, dtype=dtype, device=device, max_pixels=max_pixels)
+        return cls(model, processor, **generation)
+
+    def inputs(self, chats: Sequence[EpisodeChat]):
+        """Tokenised, left-padded model inputs for the chats' current state (one row each)."""
+        texts, images = [], []
+        for chat in chats:
+            messages, views = chat.messages()
+            texts.append(self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+            images += views
+        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+        return inputs.to(self.model.device)
+
+    def generate(self, chats: Sequence[EpisodeChat], seed: int | None = None) -> list[str]:
+        """One reply per chat, from a single batched ``generate`` call."""
+        import torch
+
+        inputs = self.inputs(chats)
+        options: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.sample}
+        if self.sample:
+            options["temperature"] = self.temperature
+            if seed is not None:
+                torch.manual_seed(seed)
+        else:  # greedy: clear sampling defaults a checkpoint's generation_config may carry
+            options.update(temperature=None, top_p=None, top_k=None)
+        tokenizer = self.processor.tokenizer
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs,
+                **options,
+                pad_token_id=tokenizer.pad_token_id,
+                stop_strings=["</answer>"],
+                tokenizer=tokenizer,
+            )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        if value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise VLMError(f"expected a true/false value, got {value!r}")
+    return bool(value)
+
+
+class VLMAgent:
+    """Multi-turn search agent over an image-text-to-text model (the built-in agent ``vlm``).
+
+    Args:
+        model: a local model folder, or an already loaded :class:`VLMPolicy` (shared
+            between agents and with :class:`panoseek.agents.batched.BatchedVLMRunner`).
+        dtype, device, max_pixels: how to load the folder (see :func:`load_vlm`);
+            ``max_pixels`` caps the pixels of each view as the processor resizes it,
+            hence its image tokens (Qwen-family processors).
+            These three are ignored when ``model`` is a loaded policy.
+        history: how many recent views are sent as images (older ones become text).
+        prompt_format: ``free_think``, ``no_think`` or ``grounding``.
+        sample, temperature, max_new_tokens: generation (greedy unless ``sample``).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | VLMPolicy,
+        *,
+        dtype: str = "auto",
+        device: str = "cpu",
+        max_pixels: int | None = None,
+        history: int = 2,
+        prompt_format: str = "free_think",
+        sample: bool = False,
+        temperature: float = 1.0,
+        max_new_tokens: int = 256,
+    ) -> None:
+        if prompt_format not in PROMPT_FORMATS:
+            raise VLMError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+        if isinstance(model, VLMPolicy):
+            self.policy = model
+        else:
+            self.policy = VLMPolicy.from_pretrained(
+                model,
+                dtype=dtype,
+                device=device,
+                max_pixels=None if max_pixels is None else int(max_pixels),
+                sample=_as_bool(sample),
+                temperature=float(temperature),
+                max_new_tokens=int(max_new_tokens),
+            )
+        self.history = int(history)
+        self.prompt_format = prompt_format
+        self.chat: EpisodeChat | None = None
+        self.seed = 0
+        self.last_action: ParsedAction | None = None  # the reply as the protocol reads it, for logs
+
+    def reset(self, task_info: dict[str, Any]) -> None:
+        self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history)
+        self.seed = int(task_info.get("seed", 0))
+
+    def act(self, observation: dict[str, Any]) -> str:
+        if self.chat is None:
+            raise RuntimeError("act() before reset()")
+        self.chat.observe(observation)
+        reply = self.policy.generate([self.chat], seed=self.seed + len(self.chat.turns))[0]
+        self.chat.reply(reply)
+        self.last_action = parse_action(reply, prompt_format=self.prompt_format)
+        return reply

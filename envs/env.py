@@ -1,0 +1,374 @@
+"""The head-rotation search environment: look around a panorama, then submit a direction."""
+
+from __future__ import annotations
+
+import math
+import string
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from panoseek.envs import judge
+from panoseek.envs.geometry import clamp_pitch, wrap_yaw
+from panoseek.envs.prompts import feedback_message
+from panoseek.envs.protocol import INVALID, MAX_ANGLE, ROTATE, SUBMIT, ParsedAction, invalid
+from panoseek.envs.render import render_view
+from panoseek.envs.task import Task
+
+ACTION_LIMIT = 360.0  # bound of the angles Box; larger structured angles are invalid
+CROSSHAIR_COLOUR = (0, 255, 0)  # RGB green, as H* draws it
+
+
+class PanoramaSearchEnv(gym.Env):
+    """Turn your head inside a 360° panorama to find an object (HOS) or a way to walk (HPS).
+
+    ## Description
+
+    Each episode is one (task, start direction) pair. The agent starts at the task's
+    start yaw with pitch 0 and sees a pinhole view (horizontal field of view
+    ``fov_deg``) with a thin green crosshair at its centre. It may turn its head any
+    number of times, up to ``max_turns`` turns in all, and ends the episode by
+    submitting an absolute direction, which is judged by the H* success rule
+    (:mod:`panoseek.envs.judge`).
+
+    ## Action Space
+
+    ``Dict(submit=Discrete(2), angles=Box(-360, 360, (2,), float32))``:
+
+    | submit | meaning                                                   |
+    |--------|-----------------------------------------------------------|
+    | 0      | rotate by ``angles = (dyaw, dpitch)`` degrees (relative)  |
+    | 1      | submit ``angles = (yaw, pitch)`` degrees (absolute); ends |
+
+    Positive dyaw turns right, positive dpitch looks up; the resulting pitch is clamped
+    to [-90, 90]. An action outside this space (NaN, out of bounds, wrong type or
+    shape, or a submitted pitch outside [-90, 90]) is *invalid*: it is not an
+    exception, the turn counts, the heading does not change, and ``info`` says why.
+
+    ## Observation Space
+
+    ``Dict(image, instruction, heading)``:
+
+    - ``image``: ``Box(0, 255, (H, W, 3), uint8)``, the current view (``view_size`` is (W, H)).
+    - ``instruction``: ``Text``, the task's instruction (charset: printable ASCII plus
+      every character of the tasks' instructions).
+    - ``heading``: ``Box([0, -90], [360, 90], (2,), float32)``, the current (yaw, pitch).
+
+    ## Rewards
+
+    0 for every turn but the last. Submitting pays ``0.5`` for success and ``0.5``
+    for a well-formed final answer (a structured action inside the space is always
+    well-formed; the text wrapper pays it only for strict H* format), plus the
+    distance shaping of the H* paper when ``distance_reward=True``. An episode that
+    runs out of turns is truncated and earns nothing.
+
+    ## Starting State
+
+    ``reset(options={"task_index": i, "start_index": j})`` picks an episode; without
+    options the episode is drawn with the environment's seeded ``np_random``.
+
+    ## Episode End
+
+    Terminated when the agent submits; truncated after ``max_turns`` turns without a
+    submission (a failure).
+
+    ## Info
+
+    ``task_id``, ``kind``, ``level``, ``level_name``, ``turn``, ``heading`` (yaw, pitch),
+    ``valid_action``, ``action_error`` ("" when valid), ``success``, ``submitted``
+    (None or (yaw, pitch)), ``yaw_error`` / ``pitch_error`` (degrees by which the
+    submitted direction, or the current heading before a submission, misses the target
+    window: 0 inside; pitch 0 for HPS), ``yaw_offset`` / ``pitch_offset`` (degrees to
+    the window centres), ``feedback`` (the message a language agent is shown).
+
+    ## Arguments
+
+    ``tasks`` (a non-empty sequence of :class:`~panoseek.envs.task.Task`), ``view_size``
+    (width, height), ``fov_deg``, ``max_turns``, ``crosshair``, ``render_mode``
+    (None or ``"rgb_array"``), ``distance_reward``, ``panorama_cache`` (how many
+    decoded panoramas to keep; panoramas are loaded lazily per task).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        *,
+        view_size: tuple[int, int] = (448, 252),
+        fov_deg: float = 100.0,
+        max_turns: int = 10,
+        crosshair: bool = True,
+        render_mode: str | None = None,
+        distance_reward: bool = False,
+        panorama_cache: int = 4,
+    ) -> None:
+        self.tasks = _check_tasks(tasks)
+        self.view_size = _check_view_size(view_size)
+        if not (isinstance(fov_deg, (int, float)) and 0.0 < fov_deg < 180.0):
+            raise ValueError(f"fov_deg must be a number in (0, 180), got {fov_deg!r}")
+        if isinstance(max_turns, bool) or not isinstance(max_turns, (int, np.integer)) or max_turns < 1:
+            raise ValueError(f"max_turns must be a positive integer, got {max_turns!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        if isinstance(panorama_cache, bool) or not isinstance(panorama_cache, int) or panorama_cache < 1:
+            raise ValueError(f"panorama_cache must be a positive integer, got {panorama_cache!r}")
+        self.fov_deg = float(fov_deg)
+        self.max_turns = int(max_turns)
+        self.crosshair = bool(crosshair)
+        self.render_mode = render_mode
+        self.distance_reward = bool(distance_reward)
+        self.panorama_cache = panorama_cache
+
+        width, height = self.view_size
+        instructions = [task.instruction for task in self.tasks]
+        self.observation_space = spaces.Dict(
+            image=spaces.Box(0, 255, (height, width, 3), np.uint8),
+            instruction=spaces.Text(
+                max_length=max(len(text) for text in instructions),
+                charset=frozenset(string.printable).union(*instructions),
+            ),
+            heading=spaces.Box(np.array([0.0, -90.0], np.float32), np.array([360.0, 90.0], np.float32), dtype=np.float32),
+        )
+        self.action_space = spaces.Dict(
+            submit=spaces.Discrete(2),
+            angles=spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (2,), np.float32),
+        )
+
+        self._panoramas: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._task_index: int | None = None
+        self._start_index = 0
+        self._yaw = 0.0
+        self._pitch = 0.0
+        self._turn = 0
+        self._done = False
+        self._submitted: tuple[float, float] | None = None
+        self._image: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def task(self) -> Task:
+        """The task of the current episode."""
+        if self._task_index is None:
+            raise RuntimeError("no episode yet: call reset() first")
+        return self.tasks[self._task_index]
+
+    @property
+    def heading(self) -> tuple[float, float]:
+        """Current (yaw, pitch) in degrees."""
+        return self._yaw, self._pitch
+
+    @property
+    def episode(self) -> tuple[int, int]:
+        """(task_index, start_index) of the current episode."""
+        if self._task_index is None:
+            raise RuntimeError("no episode yet: call reset() first")
+        return self._task_index, self._start_index
+
+    # ------------------------------------------------------------------ gymnasium API
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"task_index", "start_index"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; expected task_index, start_index")
+        if "task_index" in options:
+            task_index = _check_index("task_index", options["task_index"], len(self.tasks))
+        else:
+            task_index = int(self.np_random.integers(len(self.tasks)))
+        n_starts = self.tasks[task_index].n_starts
+        if "start_index" in options:
+            start_index = _check_index("start_index", options["start_index"], n_starts)
+        else:
+            start_index = int(self.np_random.integers(n_starts))
+        self._task_index, self._start_index = task_index, start_index
+        self._yaw, self._pitch = self.task.start_yaws[start_index], 0.0
+        self._turn = 0
+        self._done = False
+        self._submitted = None
+        self._image = self._render_current()
+        return self._observation(), self._info(valid=True, error="", feedback="")
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        """Rotate or submit (see the class docstring); invalid actions only use up a turn.
+
+        A :class:`~panoseek.envs.protocol.ParsedAction` is also accepted, so that the
+        text wrapper's parsed replies pass through any wrappers in between.
+        """
+        if isinstance(action, ParsedAction):
+            return self.step_parsed(action)
+        return self.step_parsed(self.parse_structured(action))
+
+    def step_parsed(self, action: ParsedAction) -> tuple[dict, float, bool, bool, dict]:
+        """Apply an already parsed action (the text wrapper's entry point)."""
+        if self._task_index is None:
+            raise RuntimeError("call reset() before step()")
+        if self._done:
+            raise RuntimeError("the episode is over: call reset() before step()")
+        action = _checked(action)
+        self._turn += 1
+        reward, terminated = 0.0, False
+        if action.kind == ROTATE:
+            self._yaw = wrap_yaw(self._yaw + action.yaw)
+            self._pitch = clamp_pitch(self._pitch + action.pitch)
+            self._image = self._render_current()
+        elif action.kind == SUBMIT:
+            self._submitted = (wrap_yaw(action.yaw), float(action.pitch))
+            terminated = True
+            reward = judge.final_reward(
+                self.task, *self._submitted, well_formed=action.well_formed, shaping=self.distance_reward
+            )
+        truncated = not terminated and self._turn >= self.max_turns
+        self._done = terminated or truncated
+        feedback = feedback_message(action.valid, self._yaw, self._pitch, action.error, done=self._done)
+        info = self._info(valid=action.valid, error=action.error, feedback=feedback)
+        return self._observation(), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        """The current view (with the crosshair if enabled) for ``render_mode="rgb_array"``."""
+        if self.render_mode != "rgb_array" or self._image is None:
+            return None
+        return self._image.copy()
+
+    # ------------------------------------------------------------------ helpers
+
+    def parse_structured(self, action: Any) -> ParsedAction:
+        """Check a structured action against the action space; anything else is invalid."""
+        if not isinstance(action, Mapping) or set(action) != {"submit", "angles"}:
+            return invalid(f"expected a dict with keys 'submit' and 'angles', got {_describe(action)}")
+        submit = action["submit"]
+        if isinstance(submit, np.ndarray) and submit.shape == ():
+            submit = submit.item()
+        if isinstance(submit, bool) or not isinstance(submit, (int, np.integer)) or submit not in (0, 1):
+            return invalid(f"'submit' must be 0 or 1, got {_describe(submit)}")
+        try:
+            angles = np.asarray(action["angles"], dtype=np.float64)
+        except (TypeError, ValueError):
+            return invalid(f"'angles' must be two numbers, got {_describe(action['angles'])}")
+        if angles.shape != (2,) or not np.all(np.isfinite(angles)):
+            return invalid(f"'angles' must be two finite numbers, got {_describe(action['angles'])}")
+        if np.any(np.abs(angles) > ACTION_LIMIT):
+            return invalid(f"'angles' {angles.tolist()} leave [-{ACTION_LIMIT:g}, {ACTION_LIMIT:g}]")
+        yaw, pitch = (float(a) for a in angles)
+        if submit == 1 and not -90.0 <= pitch <= 90.0:
+            return invalid(f"submitted pitch {pitch:g} is outside [-90, 90]")
+        return ParsedAction(SUBMIT if submit == 1 else ROTATE, yaw, pitch, well_formed=True)
+
+    def _panorama(self, task_index: int) -> np.ndarray:
+        """Decoded panorama of a task, from a small least-recently-used cache."""
+        if task_index in self._panoramas:
+            self._panoramas.move_to_end(task_index)
+        else:
+            self._panoramas[task_index] = self.tasks[task_index].load_panorama()
+            while len(self._panoramas) > self.panorama_cache:
+                self._panoramas.popitem(last=False)
+        return self._panoramas[task_index]
+
+    def _render_current(self) -> np.ndarray:
+        view = render_view(
+            self._panorama(self._task_index), self._yaw, self._pitch, fov_deg=self.fov_deg, size=self.view_size
+        )
+        if self.crosshair:
+            _draw_crosshair(view)
+        return view
+
+    def _observation(self) -> dict:
+        return {
+            "image": self._image.copy(),  # callers keep observations; never hand out our buffer
+            "instruction": self.task.instruction,
+            "heading": np.array([self._yaw, self._pitch], dtype=np.float32),
+        }
+
+    def _info(self, *, valid: bool, error: str, feedback: str) -> dict:
+        task = self.task
+        judged = self._submitted if self._submitted is not None else (self._yaw, self._pitch)
+        yaw_error, pitch_error = judge.angular_errors(task, *judged)
+        yaw_offset, pitch_offset = judge.centre_offsets(task, *judged)
+        return {
+            "task_id": task.id,
+            "kind": task.kind,
+            "level": task.levels[self._start_index],
+            "level_name": task.level_name(self._start_index),
+            "turn": self._turn,
+            "heading": (self._yaw, self._pitch),
+            "valid_action": valid,
+            "action_error": error,
+            "success": self._submitted is not None and judge.is_success(task, *self._submitted),
+            "submitted": self._submitted,
+            "yaw_error": yaw_error,
+            "pitch_error": pitch_error,
+            "yaw_offset": yaw_offset,
+            "pitch_offset": pitch_offset,
+            "feedback": feedback,
+        }
+
+
+def _checked(action: ParsedAction) -> ParsedAction:
+    """A parsed action made by hand (not by the parser) gets the parser's checks too."""
+    if not isinstance(action, ParsedAction):
+        return invalid(f"expected a ParsedAction, got {_describe(action)}")
+    if action.kind == INVALID:
+        return action
+    if action.kind not in (ROTATE, SUBMIT):
+        return invalid(f"unknown action kind {_describe(action.kind)}")
+    try:
+        yaw, pitch = float(action.yaw), float(action.pitch)
+    except (TypeError, ValueError):
+        return invalid(f"angles ({_describe(action.yaw)}, {_describe(action.pitch)}) are not numbers")
+    if not all(math.isfinite(a) and abs(a) <= MAX_ANGLE for a in (yaw, pitch)):
+        return invalid(f"angles ({yaw:g}, {pitch:g}) are not finite numbers of at most {MAX_ANGLE:g} degrees")
+    if action.kind == SUBMIT and not -90.0 <= pitch <= 90.0:
+        return invalid(f"submitted pitch {pitch:g} is outside [-90, 90]")
+    return ParsedAction(action.kind, yaw, pitch, well_formed=action.well_formed)
+
+
+def _draw_crosshair(view: np.ndarray) -> None:
+    """Thin green cross at the view centre, drawn in place (arms ~2% of the width)."""
+    height, width = view.shape[:2]
+    cx, cy, arm = width // 2, height // 2, max(3, round(0.02 * width))
+    cv2.line(view, (cx - arm, cy), (cx + arm, cy), CROSSHAIR_COLOUR, 1)
+    cv2.line(view, (cx, cy - arm), (cx, cy + arm), CROSSHAIR_COLOUR, 1)
+
+
+def _check_tasks(tasks: Sequence[Task]) -> tuple[Task, ...]:
+    try:
+        tasks = tuple(tasks)
+    except TypeError:
+        raise TypeError(f"tasks must be a sequence of Task, got {type(tasks).__name__}") from None
+    if not tasks:
+        raise ValueError("tasks is empty: the environment needs at least one Task")
+    for index, task in enumerate(tasks):
+        if not isinstance(task, Task):
+            raise TypeError(f"tasks[{index}] is a {type(task).__name__}, not a Task")
+    return tasks
+
+
+def _check_view_size(view_size: Any) -> tuple[int, int]:
+    try:
+        width, height = view_size
+        ok = all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in (width, height))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"view_size must be (width, height) with positive integers, got {view_size!r}")
+    return int(width), int(height)
+
+
+def _check_index(name: str, value: Any, size: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < size:
+        raise ValueError(f"reset option {name!r} must be an integer in [0, {size}), got {value!r}")
+    return int(value)
+
+
+def _describe(value: Any) -> str:
+    """Short description of a bad action value for the error message."""
+    text = ascii(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+

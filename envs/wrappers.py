@@ -1,0 +1,126 @@
+"""Action interfaces over :class:`~panoseek.envs.env.PanoramaSearchEnv`.
+
+* :class:`TextActions`: the H* text protocol, for language agents. The action is the
+  agent's reply string; the observation adds the prompt text to show it.
+* :class:`DiscreteRotations`: a few head turns plus "submit where I look", for small
+  RL policies.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from panoseek.envs.protocol import PROMPT_FORMATS, ParsedAction, feedback_text, invalid, parse_action
+from panoseek.envs.prompts import task_prompt
+from panoseek.envs.task import Task
+
+MAX_REPLY_LENGTH = 8192  # nominal bound of the Text action space; longer replies are still parsed
+FEEDBACK_ROOM = 2048  # room for the longest feedback message (errors quote at most 40 escaped characters)
+
+
+class TextActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """The action is an H*-format reply such as ``<think>..</think><answer>rotate(-45,0)</answer>``.
+
+    ## Action Space
+
+    ``Text(max_length=8192, charset=printable ASCII)``. Any string is accepted (also
+    longer ones or other characters); replies that do not parse are invalid actions:
+    the turn counts and the heading stays.
+
+    ## Observation Space
+
+    The inner observation plus ``prompt`` (``Text``): the task prompt
+    (:func:`~panoseek.envs.prompts.task_prompt`) and the start direction after
+    ``reset``, and the feedback message after each ``step``.
+
+    ## Rewards
+
+    The environment's: on submission 0.5 for success plus 0.5 when the final reply is
+    well-formed (it passes strict parsing in the layout of ``prompt_format``).
+    ``info["well_formed"]`` reports it on every turn.
+
+    ## Arguments
+
+    ``strict``: parse as H* does (integers, exact tags) instead of leniently.
+    ``prompt_format``: ``"free_think"``, ``"no_think"`` or ``"grounding"``.
+    """
+
+    def __init__(self, env: gym.Env, *, strict: bool = False, prompt_format: str = "free_think") -> None:
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"unknown prompt format {prompt_format!r}; expected one of {PROMPT_FORMATS}")
+        gym.utils.RecordConstructorArgs.__init__(self, strict=strict, prompt_format=prompt_format)
+        gym.Wrapper.__init__(self, env)
+        self.strict = bool(strict)
+        self.prompt_format = prompt_format
+        tasks = env.get_wrapper_attr("tasks")
+        longest = max(len(opening_prompt(task, 359.0, -90.0, prompt_format)) for task in tasks)
+        instruction_space = env.observation_space["instruction"]
+        self.observation_space = spaces.Dict(
+            {
+                **env.observation_space.spaces,
+                "prompt": spaces.Text(
+                    max_length=max(longest, FEEDBACK_ROOM), charset=instruction_space.character_set
+                ),
+            }
+        )
+        self.action_space = spaces.Text(max_length=MAX_REPLY_LENGTH, charset=string.printable)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        task, (yaw, pitch) = self.env.get_wrapper_attr("task"), self.env.get_wrapper_attr("heading")
+        return {**obs, "prompt": opening_prompt(task, yaw, pitch, self.prompt_format)}, info
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        parsed = parse_action(action, strict=self.strict, prompt_format=self.prompt_format)
+        obs, reward, terminated, truncated, info = self.env.step(parsed)
+        info["well_formed"] = parsed.well_formed
+        return {**obs, "prompt": info["feedback"]}, reward, terminated, truncated, info
+
+
+def opening_prompt(task: Task, yaw: float, pitch: float, prompt_format: str) -> str:
+    """The task prompt plus the start direction (H* leaves the agent to guess it until the
+    first feedback, so an immediate submission could not be aimed)."""
+    return f"{task_prompt(task.kind, task.instruction, prompt_format)}\nAt the start, {feedback_text(yaw, pitch)}."
+
+
+class DiscreteRotations(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """Discrete head turns plus "submit the current heading", for small RL policies.
+
+    ## Action Space
+
+    ``Discrete(len(action_names))``; see :attr:`action_names` for the meaning of each
+    index: submit, right, left, up, down (``step_deg``) and, when ``big_step_deg`` is
+    set, big right and big left turns.
+    """
+
+    def __init__(self, env: gym.Env, step_deg: float = 30.0, big_step_deg: float | None = 90.0) -> None:
+        for name, value in (("step_deg", step_deg), ("big_step_deg", big_step_deg)):
+            if value is not None and not (isinstance(value, (int, float)) and 0.0 < value <= 180.0):
+                raise ValueError(f"{name} must be a number in (0, 180], got {value!r}")
+        if step_deg is None:
+            raise ValueError("step_deg must be a number in (0, 180], got None")
+        gym.utils.RecordConstructorArgs.__init__(self, step_deg=step_deg, big_step_deg=big_step_deg)
+        gym.ActionWrapper.__init__(self, env)
+        turns = {"right": (step_deg, 0.0), "left": (-step_deg, 0.0), "up": (0.0, step_deg), "down": (0.0, -step_deg)}
+        if big_step_deg is not None:
+            turns.update({"big_right": (big_step_deg, 0.0), "big_left": (-big_step_deg, 0.0)})
+        self.action_names: tuple[str, ...] = ("submit", *turns)
+        self._turns = list(turns.values())
+        self.action_space = spaces.Discrete(len(self.action_names))
+
+    def action(self, action: Any) -> ParsedAction:
+        """Index -> the environment's action (a submit of the current heading or a turn)."""
+        if isinstance(action, np.ndarray) and action.shape == ():
+            action = action.item()
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= action < self.action_space.n:
+            return invalid(f"discrete action must be an integer in [0, {self.action_space.n}), got {action!r}")
+        if action == 0:
+            yaw, pitch = self.env.get_wrapper_attr("heading")
+            return ParsedAction("submit", yaw, pitch, well_formed=True)
+        dyaw, dpitch = self._turns[action - 1]
+        return ParsedAction("rotate", float(dyaw), float(dpitch), well_formed=True)

@@ -1,0 +1,174 @@
+"""``panoseek eval`` and ``panoseek merge``: score an agent on a suite, join shards.
+
+This root module wires the three folders together: suites from ``panoseek.scenes``,
+agents from ``panoseek.agents`` and the runner from ``panoseek.envs.benchmark``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from typing import Any
+
+from panoseek.agents.registry import BUILTIN_AGENTS, AgentError, make_agent, resolve_factory
+from panoseek.envs.benchmark import EpisodeFailure, EpisodeSettings, run_benchmark
+from panoseek.envs.records import RecordsError, merge_folders
+from panoseek.envs.task import Task
+from panoseek.scenes import SuiteError, load_suite
+
+
+def _view_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--view-size must be WIDTHxHEIGHT, e.g. 448x252, got {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"--view-size must be positive, got {text!r}")
+    return width, height
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must be I/N (0-based I), e.g. 0/4, got {text!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise argparse.ArgumentTypeError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _agent_arg(text: str) -> tuple[str, Any]:
+    """``key=value``; the value is read as JSON when it parses (numbers, true, lists), else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"--agent-arg must be key=value with a Python identifier key, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def exemplar_picture(task: Task):
+    """The suite's exemplar picture of a task's target (for agents that ask for one).
+
+    ``None`` for tasks without one (path search, real panoramas), as the agent
+    protocol promises; the agent decides whether it can work without.
+    """
+    from panoseek.scenes import exemplar_image
+
+    try:
+        return exemplar_image(task)
+    except ValueError:
+        return None
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few console lines: success with standard error overall, per kind and per level."""
+
+    def cell(stats: dict[str, Any]) -> str:
+        if not stats["episodes"]:
+            return "-"
+        return f"{100 * stats['success']:.1f}% ± {100 * stats['stderr']:.1f} (n={stats['episodes']})"
+
+    lines = [f"{summary['agent']} on {summary['suite']} [{summary['fingerprint']}]: {cell(summary['overall'])}"]
+    for kind, stats in summary["kinds"].items():
+        levels = ", ".join(f"{name} {cell(level)}" for name, level in stats["levels"].items())
+        lines.append(f"  {kind}: {cell(stats)}; {levels}")
+    if not summary["complete"]:
+        lines.append(f"  incomplete: {summary['overall']['episodes']} of {summary['expected_episodes']} episodes")
+    return "\n".join(lines)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    agent_args = dict(args.agent_arg or [])
+    if args.model is not None:
+        agent_args["model"] = args.model
+    try:
+        resolve_factory(args.agent)  # unknown names fail here, before any work
+        suite = load_suite(args.suite)
+        summary = run_benchmark(
+            suite,
+            functools.partial(make_agent, args.agent, **agent_args),
+            args.out,
+            run_info={
+                "suite": args.suite,
+                "fingerprint": suite.fingerprint,
+                "agent": args.agent,
+                "agent_args": agent_args,
+                "model": args.model,
+            },
+            settings=EpisodeSettings(
+                view_size=args.view_size, max_turns=args.max_turns, seed=args.seed, strict=args.strict
+            ),
+            workers=args.workers,
+            limit=args.limit,
+            shard=args.shard,
+            exemplar=exemplar_picture,
+            progress=not args.quiet,
+        )
+    except (AgentError, SuiteError, RecordsError, EpisodeFailure) as error:
+        print(f"panoseek eval: error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    print(f"results in {args.out}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    try:
+        summary = merge_folders(args.out, args.folders)
+    except RecordsError as error:
+        print(f"panoseek merge: error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    print(f"merged results in {args.out}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``eval`` and ``merge`` to the ``panoseek`` command."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="score an agent on a suite (resumable: rerun the same command to finish)",
+        description="Play every episode of a suite with an agent; write DIR/episodes.jsonl, run.json and "
+        "summary.json. Rerunning the same command resumes an interrupted run.",
+    )
+    parser.add_argument("--agent", required=True,
+                        help=f"built-in agent ({', '.join(sorted(BUILTIN_AGENTS))}) or package.module:factory")
+    parser.add_argument("--suite", required=True, help="suite spec: synth:test, hstar:FOLDER, jsonl:FILE, ...")
+    parser.add_argument("--out", required=True, help="results folder (created; reused to resume)")
+    parser.add_argument("--limit", type=_positive, help="play only N episodes, a fixed random sample of the suite")
+    parser.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
+    parser.add_argument("--shard", type=_shard, help="play only shard I of N (0-based), e.g. 0/4; join with merge")
+    parser.add_argument("--seed", type=int, default=0, help="run seed; each episode's seed derives from it")
+    parser.add_argument("--model", help="model path passed to the agent factory as model=PATH")
+    parser.add_argument("--agent-arg", type=_agent_arg, action="append", metavar="KEY=VALUE",
+                        help="keyword argument for the agent factory (repeatable; JSON values parsed)")
+    parser.add_argument("--view-size", type=_view_size, default=(448, 252), metavar="WxH",
+                        help="size of the views (default 448x252; H* uses 1920x1080)")
+    parser.add_argument("--max-turns", type=_positive, default=10, help="turns per episode (default 10, as H*)")
+    parser.add_argument("--strict", action="store_true", help="parse text actions strictly (exact H* format)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_eval)
+
+    merge = subparsers.add_parser(
+        "merge",
+        help="join results folders of the same run (e.g. shards) into one",
+        description="Join the episodes of results folders that ran the same suite, agent and settings "
+        "(typically --shard parts) into OUT; episodes present twice are refused.",
+    )
+    merge.add_argument("out", help="new results folder to write")
+    merge.add_argument("folders", nargs="+", help="results folders to join")
+    merge.set_defaults(handler=_merge)

@@ -1,0 +1,117 @@
+"""The chat the language agent sends: prompt snapshots, view order, the history window.
+
+Snapshots live in ``tests/snapshots/``; after an intended prompt change, rewrite them
+with ``PANOSEEK_UPDATE_SNAPSHOTS=1 pytest tests/test_vlm_chat.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from panoseek.agents.chat import EpisodeChat
+from panoseek.agents.tiny_model import build_tiny_model
+from panoseek.agents.vlm import VLMAgent, VLMPolicy, load_vlm
+from panoseek.envs.protocol import PROMPT_FORMATS
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    folder = build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", size="S", seed=0)
+    model, processor = load_vlm(folder, dtype="float32")
+    return VLMPolicy(model, processor, max_new_tokens=4)
+
+
+def view(value: int) -> np.ndarray:
+    """A distinguishable view: a constant colour per turn."""
+    return np.full((252, 448, 3), value, dtype=np.uint8)
+
+
+def played_chat(prompt_format: str, turns: int = 3, history: int = 2) -> EpisodeChat:
+    chat = EpisodeChat("HOS", "Find the red clock.", prompt_format, history)
+    for turn in range(turns):
+        feedback = "" if turn == 0 else f"The action was carried out; your current direction (yaw,pitch) is ({30 * turn},0)."
+        chat.observe({"image": view(40 * turn), "heading": [30.0 * turn, 0.0], "feedback": feedback})
+        if turn < turns - 1:
+            chat.reply(f"<think>turn {turn}</think><answer>rotate(30,0)</answer>")
+    return chat
+
+
+@pytest.mark.parametrize("prompt_format", PROMPT_FORMATS)
+def test_prompt_snapshot(policy, prompt_format):
+    messages, _ = played_chat(prompt_format).messages()
+    text = policy.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    snapshot = SNAPSHOTS / f"vlm_chat_{prompt_format}.txt"
+    if os.environ.get("PANOSEEK_UPDATE_SNAPSHOTS") == "1":
+        snapshot.parent.mkdir(exist_ok=True)
+        snapshot.write_text(text)
+    assert text == snapshot.read_text(), f"prompt changed; see {snapshot}"
+
+
+def test_window_keeps_the_last_views_in_order_and_names_the_dropped_ones():
+    chat = played_chat("free_think", turns=5, history=2)
+    messages, images = chat.messages()
+    assert [image.getpixel((0, 0))[0] for image in images] == [120, 160]  # turns 3 and 4, oldest first
+    users = [message for message in messages if message["role"] == "user"]
+    kinds = [[part["type"] for part in message["content"]] for message in users]
+    assert kinds[0] == ["text", "text", "text"]  # prompt, dropped view, feedback
+    assert all(entry == ["text", "text"] for entry in kinds[1:3])
+    assert all(entry == ["image", "text"] for entry in kinds[3:])
+    assert "where your current direction (yaw,pitch) is (60,0)" in users[2]["content"][0]["text"]
+    assert [message["role"] for message in messages] == ["user", "assistant"] * 4 + ["user"]
+
+
+def test_short_episode_shows_every_view():
+    _, images = played_chat("no_think", turns=2, history=3).messages()
+    assert [image.getpixel((0, 0))[0] for image in images] == [0, 40]
+
+
+def test_model_receives_the_window_views_in_order(policy):
+    """The pixels given to generate() are the last ``history`` views, oldest first."""
+    agent = VLMAgent(policy, history=2)
+    agent.reset({"kind": "HPS", "instruction": "Go to gate 12.", "seed": 0})
+    seen = []
+    generate = policy.model.generate
+
+    def spy(**inputs):
+        seen.append(inputs)
+        return generate(**inputs)
+
+    policy.model.generate = spy
+    try:
+        for turn in range(4):
+            agent.act({"image": view(50 * turn), "heading": [0.0, 0.0], "feedback": ""})
+    finally:
+        del policy.model.generate
+    expected = policy.processor.image_processor(
+        images=[Image.fromarray(view(100)), Image.fromarray(view(150))], return_tensors="pt"
+    )
+    assert torch.equal(seen[-1]["pixel_values"], expected["pixel_values"])
+    image_tokens = (seen[-1]["input_ids"] == policy.model.config.image_token_id).sum().item()
+    per_view = (seen[-1]["image_grid_thw"].prod(dim=1) // 4).tolist()  # 2x2 patches merge into one token
+    assert image_tokens == sum(per_view) and all(0 < count <= 16 for count in per_view)  # the tiny model's budget
+    assert [len(inputs["image_grid_thw"]) for inputs in seen] == [1, 2, 2, 2]
+
+
+def test_history_must_be_positive():
+    with pytest.raises(ValueError, match="history must be a positive number of views, got 0"):
+        EpisodeChat("HOS", "Find the red clock.", history=0)
+
+
+def test_reply_and_observe_must_alternate():
+    chat = played_chat("free_think", turns=1)
+    with pytest.raises(RuntimeError, match="observe"):
+        chat.observe({"image": view(0), "heading": [0.0, 0.0]})
+
+
+def test_a_bad_view_is_named():
+    chat = EpisodeChat("HPS", "Go to gate 12.")
+    with pytest.raises(ValueError, match=r"observation 'image' must be an \(H, W, 3\) uint8 array, got float64"):
+        chat.observe({"image": np.zeros((4, 4, 3)), "heading": [0.0, 0.0]})
