@@ -32,7 +32,7 @@ An agent is any object with two methods (duck-typed; subclassing is not needed):
 
   - an H*-format text string, e.g. ``"<think>...</think><answer>rotate(30,0)</answer>"``
     or ``"<answer>submit(90,10)</answer>"`` (parsed leniently), or
-  - a structured action ``{"submit": 0 or 1, "angles": (a, b)}``: submit 0 rotates
+  - a structured action ``{"submit": 0 or 1, "yaw": a, "pitch": b}``: submit 0 rotates
     by ``(dyaw, dpitch)``, submit 1 submits the absolute ``(yaw, pitch)``.
 
   Anything else (an exception, a wrong type, an unparsable string) is recorded as an
@@ -60,9 +60,9 @@ AgentFactory = Callable[..., Agent]
 
 def rotate(dyaw: float, dpitch: float) -> dict[str, Any]:
     """Structured action: turn the head by ``(dyaw, dpitch)`` degrees."""
-    return {"submit": 0, "angles": (float(dyaw), float(dpitch))}
+    return {"submit": 0, "yaw": float(dyaw), "pitch": float(dpitch)}
 
 
 def submit(yaw: float, pitch: float) -> dict[str, Any]:
     """Structured action: submit the absolute direction ``(yaw, pitch)``; ends the episode."""
-    return {"submit": 1, "angles": (float(yaw), float(pitch))}
+    return {"submit": 1, "yaw": float(yaw), "pitch": float(pitch)}

@@ -5,6 +5,7 @@ from a 4096 x 2048 panorama for
 
 * ``render_view`` (panoseek.envs.render),
 * ``py360convert.e2p`` (bilinear),
+* the floor: ``cv2.remap`` alone with fixed-point maps made beforehand,
 * the naive per-step approach of the released H* environment: every call builds all
   camera rays with numpy, rotates them, takes atan2/asin and samples with ``cv2.remap``
   on float maps (written out below as the baseline),
@@ -28,7 +29,7 @@ import py360convert
 import torch
 
 from panoseek.envs import geometry
-from panoseek.envs.render import render_view
+from panoseek.envs.render import fast_maps, render_view
 from panoseek.envs.render_torch import render_views_torch
 
 
@@ -61,10 +62,19 @@ def fast_view(panorama: np.ndarray, yaw: float, pitch: float, fov_deg: float, si
     return render_view(panorama, yaw, pitch, fov_deg=fov_deg, size=size)
 
 
-METHODS = {"render_view": fast_view, "naive": naive_view, "py360convert": py360_view}
+def remap_floor(panorama: np.ndarray, poses: np.ndarray, fov_deg: float, size: tuple[int, int], clock) -> np.ndarray:
+    """Seconds of the cv2.remap call alone, with fixed-point maps made beforehand: the floor."""
+    seconds = []
+    for yaw, pitch in poses:
+        maps = fast_maps(float(yaw), float(pitch), fov_deg, size, panorama.shape)
+        map_xy, map_frac = cv2.convertMaps(maps, None, cv2.CV_16SC2)
+        start = clock()
+        cv2.remap(panorama, map_xy, map_frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        seconds.append(clock() - start)
+    return np.array(seconds)
 
 
-def time_views(method, panorama: np.ndarray, poses: np.ndarray, fov_deg: float, size: tuple[int, int], clock) -> np.ndarray:
+def time_views(method, panorama: np.ndarray, poses: np.ndarray, fov_deg: float, size: tuple[int, int], clock):
     """Seconds per call, one per pose (after one warm-up call)."""
     method(panorama, float(poses[0, 0]), float(poses[0, 1]), fov_deg, size)
     seconds = []
@@ -75,7 +85,7 @@ def time_views(method, panorama: np.ndarray, poses: np.ndarray, fov_deg: float, 
     return np.array(seconds)
 
 
-def batched_views_per_second(panorama: np.ndarray, batch: int, size, fov_deg: float, device: str, repeats: int, rng) -> float:
+def batched_views_per_second(panorama: np.ndarray, batch: int, size, fov_deg: float, device: str, repeats: int, rng):
     pano = torch.from_numpy(panorama).to(device)
     best = []
     for i in range(repeats + 1):
@@ -113,10 +123,13 @@ def parse_ints(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=parse_sizes, default="1920x1080,1280x720,448x252",
                         help="view sizes WIDTHxHEIGHT, comma-separated (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=30, help="random head poses timed per size and method (default: 30)")
+    parser.add_argument("--repeats", type=int, default=30,
+                        help="random head poses timed per size and method (default: 30)")
     parser.add_argument("--py360-repeats", type=int, default=10, help="poses for the slow py360convert (default: 10)")
     parser.add_argument("--pano-width", type=int, default=4096, help="panorama width; height is half (default: 4096)")
     parser.add_argument("--fov", type=float, default=100.0, help="horizontal field of view in degrees (default: 100)")
@@ -143,11 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     # Content does not change the timing; random noise defeats any caching of pixels.
     panorama = rng.integers(0, 256, (args.pano_width // 2, args.pano_width, 3), dtype=np.uint8)
-    print(f"panorama {args.pano_width}x{args.pano_width // 2}, fov {args.fov:g} deg, cv2 threads {cv2.getNumThreads()}, "
+    print(f"panorama {args.pano_width}x{args.pano_width // 2}, fov {args.fov:g} deg, "
+          f"cv2 threads {cv2.getNumThreads()}, "
           f"torch threads {torch.get_num_threads()}, {args.clock} clock; "
           f"poses: yaw uniform [0, 360), pitch uniform [-90, 90]")
     print()
-    header = f"{'view size':>10} | {'render_view ms':>14} | {'(p90 ms)':>8} | {'naive ms':>8} | {'py360 ms':>8} | {'naive/ours':>10} | {'py360/ours':>10}"
+    header = (f"{'view size':>10} | {'render_view ms':>14} | {'(p90 ms)':>8} | {'floor ms':>8} | {'naive ms':>8} | "
+              f"{'py360 ms':>8} | {'naive/ours':>10} | {'py360/ours':>10}")
     print(header)
     print("-" * len(header))
     for size in args.sizes:
@@ -158,12 +173,20 @@ def main(argv: list[str] | None = None) -> int:
         ours = time_views(fast_view, panorama, poses, args.fov, size, clock)
         naive = time_views(naive_view, panorama, poses, args.fov, size, clock)
         py360 = time_views(py360_view, panorama, poses[: args.py360_repeats], args.fov, size, clock)
-        med = {name: float(np.median(t)) * 1e3 for name, t in (("ours", ours), ("naive", naive), ("py360", py360))}
-        print(f"{size[0]:>5}x{size[1]:<4} | {med['ours']:>14.2f} | {np.percentile(ours, 90) * 1e3:>8.2f} | {med['naive']:>8.1f} | "
-              f"{med['py360']:>8.1f} | {med['naive'] / med['ours']:>9.1f}x | {med['py360'] / med['ours']:>9.1f}x")
+        floor = remap_floor(panorama, poses, args.fov, size, clock)
+        timings = (("ours", ours), ("floor", floor), ("naive", naive), ("py360", py360))
+        med = {name: float(np.median(t)) * 1e3 for name, t in timings}
+        if size == (448, 252):
+            small_ms = med["ours"]
+        p90 = np.percentile(ours, 90) * 1e3
+        print(f"{size[0]:>5}x{size[1]:<4} | {med['ours']:>14.2f} | {p90:>8.2f} | {med['floor']:>8.2f} | "
+              f"{med['naive']:>8.1f} | {med['py360']:>8.1f} | "
+              f"{med['naive'] / med['ours']:>9.1f}x | {med['py360'] / med['ours']:>9.1f}x")
 
     if not args.no_torch:
         print()
+        if (448, 252) in args.sizes:
+            print(f"(render_view one view at a time, 448x252, from the table above: {1e3 / small_ms:.0f} views/s)")
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
             for batch in args.batches:

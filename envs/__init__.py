@@ -34,6 +34,16 @@ _EXPORTS = {
     "PanoramaSearchEnv": "env",
     "TextActions": "wrappers",
     "DiscreteRotations": "wrappers",
+    "ReportError": "report",
+    "load_results": "report",
+    "write_report": "report",
+    "write_comparison": "report",
+    "run_benchmark": "benchmark",
+    "EpisodeSettings": "benchmark",
+    "read_episodes": "records",
+    "summarize": "records",
+    "merge_folders": "records",
+    "RecordsError": "records",
 }
 
 __all__ = sorted(_EXPORTS)

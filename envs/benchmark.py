@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import math
 import multiprocessing as mp
 import os
@@ -88,8 +89,9 @@ def plan_episodes(tasks: Sequence[Task], *, limit: int | None = None, shard: tup
     """The episodes of a run, grouped by panorama, deterministic for the same tasks.
 
     ``limit`` keeps a fixed pseudo-random sample of N episodes, the same for every
-    run seed (so a small run still sees every kind and level); ``shard=(i, n)`` then keeps the i-th of n contiguous slices
-    (0-based) of the grouped order, so shards never overlap and together cover all.
+    run seed (so a small run still sees every kind and level); ``shard=(i, n)`` then
+    keeps the i-th of n contiguous slices (0-based) of the grouped order, so shards
+    never overlap and together cover all.
     """
     episodes = [
         Episode(index, start, episode_id(task.id, start), panorama_key(task, index))
@@ -127,7 +129,11 @@ def episode_seed(run_seed: int, episode: str) -> int:
 
 
 class _TimedSearchEnv(PanoramaSearchEnv):
-    """The environment with clocks on panorama loading and view rendering."""
+    """The environment with clocks on panorama loading and view rendering.
+
+    It wraps the environment's two internal hooks for those; the runner's tests
+    check that the clocks run, so a renamed hook cannot go unnoticed.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -356,13 +362,6 @@ def _worker(tasks: tuple[Task, ...], agent_factory, settings, exemplar, jobs, re
         results.put(("fatal", traceback.format_exc()))
 
 
-def _groups(episodes: Sequence[Episode]) -> list[list[Episode]]:
-    groups: dict[str, list[Episode]] = {}
-    for episode in episodes:
-        groups.setdefault(episode.group, []).append(episode)
-    return list(groups.values())
-
-
 def _run_in_process(tasks, agent_factory, settings, exemplar, pending, emit) -> None:
     env = make_env(tasks, settings)
     agent = agent_factory()
@@ -373,7 +372,7 @@ def _run_in_process(tasks, agent_factory, settings, exemplar, pending, emit) -> 
 def _run_in_workers(tasks, agent_factory, settings, exemplar, pending, emit, workers: int) -> None:
     context = mp.get_context("spawn")
     jobs, results = context.Queue(), context.Queue()
-    groups = _groups(pending)
+    groups = [list(group) for _, group in itertools.groupby(pending, key=lambda episode: episode.group)]
     for group in groups:
         jobs.put(group)
     count = min(workers, len(groups))
@@ -442,7 +441,7 @@ def run_benchmark(
     ``functools.partial`` of them, tasks with path, array or picklable callable
     panoramas). ``run_info`` describes the
     run for ``run.json`` (``suite``, ``fingerprint``, ``agent``, ``agent_args``,
-    ``model``); a folder that holds a different run is refused.
+    ``model``, ``command``); a folder that holds a different run is refused.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -452,7 +451,7 @@ def run_benchmark(
     planned = plan_episodes(task_list, limit=limit, shard=shard)
     total = len(plan_episodes(task_list, limit=limit))
     run = {
-        **{key: run_info.get(key) for key in ("suite", "fingerprint", "agent", "agent_args", "model")},
+        **{key: run_info.get(key) for key in ("suite", "fingerprint", "agent", "agent_args", "model", "command")},
         **asdict(settings),
         "limit": limit,
         "shard": None if shard is None else list(shard),

@@ -38,12 +38,15 @@ class PanoramaSearchEnv(gym.Env):
 
     ## Action Space
 
-    ``Dict(submit=Discrete(2), angles=Box(-360, 360, (2,), float32))``:
+    ``Dict(submit=Discrete(2), yaw=Box(-360, 360, (), float32), pitch=Box(-360, 360, (), float32))``:
 
-    | submit | meaning                                                   |
-    |--------|-----------------------------------------------------------|
-    | 0      | rotate by ``angles = (dyaw, dpitch)`` degrees (relative)  |
-    | 1      | submit ``angles = (yaw, pitch)`` degrees (absolute); ends |
+    | submit | meaning                                                        |
+    |--------|----------------------------------------------------------------|
+    | 0      | rotate by ``(yaw, pitch)`` degrees, relative to the heading    |
+    | 1      | submit ``(yaw, pitch)`` degrees, absolute; ends the episode    |
+
+    The angles are two scalar boxes rather than one ``(2,)`` box so the space stays in
+    degrees without Gymnasium's advice to normalise vector action boxes to [-1, 1].
 
     Positive dyaw turns right, positive dpitch looks up; the resulting pitch is clamped
     to [-90, 90]. An action outside this space (NaN, out of bounds, wrong type or
@@ -137,7 +140,8 @@ class PanoramaSearchEnv(gym.Env):
         )
         self.action_space = spaces.Dict(
             submit=spaces.Discrete(2),
-            angles=spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (2,), np.float32),
+            yaw=spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (), np.float32),
+            pitch=spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (), np.float32),
         )
 
         self._panoramas: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -241,22 +245,24 @@ class PanoramaSearchEnv(gym.Env):
 
     def parse_structured(self, action: Any) -> ParsedAction:
         """Check a structured action against the action space; anything else is invalid."""
-        if not isinstance(action, Mapping) or set(action) != {"submit", "angles"}:
-            return invalid(f"expected a dict with keys 'submit' and 'angles', got {_describe(action)}")
+        if not isinstance(action, Mapping) or set(action) != {"submit", "yaw", "pitch"}:
+            return invalid(f"expected a dict with keys 'submit', 'yaw' and 'pitch', got {_describe(action)}")
         submit = action["submit"]
         if isinstance(submit, np.ndarray) and submit.shape == ():
             submit = submit.item()
         if isinstance(submit, bool) or not isinstance(submit, (int, np.integer)) or submit not in (0, 1):
             return invalid(f"'submit' must be 0 or 1, got {_describe(submit)}")
-        try:
-            angles = np.asarray(action["angles"], dtype=np.float64)
-        except (TypeError, ValueError):
-            return invalid(f"'angles' must be two numbers, got {_describe(action['angles'])}")
-        if angles.shape != (2,) or not np.all(np.isfinite(angles)):
-            return invalid(f"'angles' must be two finite numbers, got {_describe(action['angles'])}")
-        if np.any(np.abs(angles) > ACTION_LIMIT):
-            return invalid(f"'angles' {angles.tolist()} leave [-{ACTION_LIMIT:g}, {ACTION_LIMIT:g}]")
-        yaw, pitch = (float(a) for a in angles)
+        angles = []
+        for key in ("yaw", "pitch"):
+            value = action[key]
+            if isinstance(value, np.ndarray) and value.size == 1:
+                value = value.item()
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                return invalid(f"{key!r} must be a number, got {_describe(action[key])}")
+            if not math.isfinite(value) or abs(value) > ACTION_LIMIT:
+                return invalid(f"{key!r} must be a finite number in [-{ACTION_LIMIT:g}, {ACTION_LIMIT:g}], got {value!r}")
+            angles.append(float(value))
+        yaw, pitch = angles
         if submit == 1 and not -90.0 <= pitch <= 90.0:
             return invalid(f"submitted pitch {pitch:g} is outside [-90, 90]")
         return ParsedAction(SUBMIT if submit == 1 else ROTATE, yaw, pitch, well_formed=True)

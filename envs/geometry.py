@@ -32,8 +32,16 @@ ArrayLike = float | np.ndarray
 # --------------------------------------------------------------------------- angles
 
 
+def _is_scalar(value: object) -> bool:
+    """Plain Python numbers take math fast paths: the env calls these once per step."""
+    return isinstance(value, (float, int)) and not isinstance(value, bool)
+
+
 def wrap_yaw(yaw: ArrayLike) -> ArrayLike:
     """Yaw in [0, 360). NaN and inf stay NaN (callers validate finiteness)."""
+    if _is_scalar(yaw):
+        wrapped = float(yaw) % 360.0
+        return 0.0 if wrapped >= 360.0 else wrapped
     wrapped = np.mod(yaw, 360.0)
     # np.mod(-1e-20, 360) == 360.0 in floating point; fold that back to 0.
     wrapped = np.where(wrapped >= 360.0, 0.0, wrapped)
@@ -42,12 +50,17 @@ def wrap_yaw(yaw: ArrayLike) -> ArrayLike:
 
 def clamp_pitch(pitch: ArrayLike) -> ArrayLike:
     """Pitch clamped to [-90, 90]."""
+    if _is_scalar(pitch) and pitch == pitch:
+        return min(max(float(pitch), -90.0), 90.0)
     clamped = np.clip(pitch, -90.0, 90.0)
     return float(clamped) if np.ndim(clamped) == 0 else clamped
 
 
 def yaw_delta(from_yaw: ArrayLike, to_yaw: ArrayLike) -> ArrayLike:
     """Signed shortest turn from ``from_yaw`` to ``to_yaw``, in [-180, 180)."""
+    if _is_scalar(from_yaw) and _is_scalar(to_yaw):
+        delta = (float(to_yaw) - from_yaw + 180.0) % 360.0 - 180.0
+        return -180.0 if delta >= 180.0 else delta
     delta = np.mod(np.asarray(to_yaw, dtype=np.float64) - from_yaw + 180.0, 360.0) - 180.0
     delta = np.where(delta >= 180.0, -180.0, delta)
     return float(delta) if np.ndim(delta) == 0 else delta
@@ -55,6 +68,8 @@ def yaw_delta(from_yaw: ArrayLike, to_yaw: ArrayLike) -> ArrayLike:
 
 def yaw_distance(a: ArrayLike, b: ArrayLike) -> ArrayLike:
     """Unsigned shortest angular distance between two yaws, in [0, 180]."""
+    if _is_scalar(a) and _is_scalar(b):
+        return abs(yaw_delta(a, b))
     distance = np.abs(yaw_delta(a, b))
     return float(distance) if np.ndim(distance) == 0 else distance
 
@@ -98,8 +113,9 @@ def vector_to_lonlat(vectors: np.ndarray) -> tuple:
 
 
 def _xyz_to_lonlat(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple:
+    """:func:`vector_to_lonlat` on separate components (no ``(..., 3)`` array needed)."""
     lon = np.degrees(np.arctan2(x, z))
-    lat = np.degrees(np.arctan2(y, np.sqrt(x * x + z * z)))  # sqrt: several times faster than hypot
+    lat = np.degrees(np.arctan2(y, np.hypot(x, z)))
     return lon, lat
 
 

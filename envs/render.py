@@ -54,7 +54,8 @@ _PITCH_STEP = 1.0
 
 def _check_args(panorama: np.ndarray, yaw: float, pitch: float, fov_deg: float, size: tuple[int, int]) -> tuple:
     """Validate the arguments; return (yaw, pitch, fov, width, height) as plain numbers."""
-    if not isinstance(panorama, np.ndarray) or panorama.dtype != np.uint8 or panorama.ndim != 3 or panorama.shape[2] != 3:
+    is_rgb = isinstance(panorama, np.ndarray) and panorama.ndim == 3 and panorama.shape[2] == 3
+    if not is_rgb or panorama.dtype != np.uint8:
         shape = getattr(panorama, "shape", None)
         dtype = getattr(panorama, "dtype", type(panorama).__name__)
         raise ValueError(f"panorama must be an (H, 2H, 3) uint8 array, got shape {shape} dtype {dtype}")
@@ -104,17 +105,19 @@ def exact_maps(yaw: float, pitch: float, fov_deg: float, size: tuple[int, int], 
 
 
 def _to_pixels(lon: np.ndarray, lat: np.ndarray, pano_w: int, pano_h: int) -> tuple:
-    """(lon, lat) -> panorama (u, v), lon wrapped into [-180, 180) and rows clamped.
+    """(lon, lat) -> panorama (u, v): columns wrapped into [-0.5, W - 0.5), rows clamped.
 
     Rows past the first/last row centre (the last half row at each pole) are clamped,
     as py360convert does; columns in [-0.5, 0) are wrapped by ``BORDER_WRAP``.
     """
-    u, v = geometry.lonlat_to_pixel(geometry.yaw_to_lon(lon), lat, pano_w, pano_h)
+    u, v = geometry.lonlat_to_pixel(lon, lat, pano_w, pano_h)
+    u -= pano_w * np.floor((u + 0.5) / pano_w)  # any lon; cheaper than np.mod
     return u, np.clip(v, 0.0, pano_h - 1.0)
 
 
 def initial_step(fov_deg: float, width: int, pano_width: int) -> int:
-    """Node spacing of the first grid: the largest whose smooth-region error is in tolerance."""
+    """Node spacing of the first grid: the largest whose error away from the poles stays
+    within ``_SMOOTH_SHARE`` of the tolerance (pole regions are refined separately)."""
     focal = geometry.focal_length_px(fov_deg, width)
     return max(1, min(32, int(focal * math.sqrt(_SMOOTH_SHARE * MAP_TOLERANCE_PX / (_SMOOTH_ERROR * pano_width)))))
 
@@ -153,7 +156,7 @@ def _fill(view: _View, x0: int, y0: int, w: int, h: int, step: int, out: np.ndar
         ys, xs = np.mgrid[y0 : y0 + h, x0 : x0 + w]
         lon, lat = geometry.view_pixel_lonlat(xs, ys, view.yaw, view.pitch, view.fov_deg, view.width, view.height)
         u, v = _to_pixels(lon, lat, view.pano_w, view.pano_h)
-        block = np.dstack([u, v]).astype(np.float32)
+        block = np.stack([u, v], axis=-1, dtype=np.float32)
         if out is None:
             return block
         out[y0 : y0 + h, x0 : x0 + w] = block
@@ -172,7 +175,8 @@ def _fill(view: _View, x0: int, y0: int, w: int, h: int, step: int, out: np.ndar
         gx, gy = np.meshgrid(node_x, node_y)
         lon, lat = geometry.view_pixel_lonlat(gx, gy, 0.0, view.pitch, view.fov_deg, view.width, view.height)
     u, v = _to_pixels(lon + view.yaw, lat, view.pano_w, view.pano_h)
-    enlarged = cv2.resize(np.dstack([u, v]).astype(np.float32), (nx * step, ny * step), interpolation=cv2.INTER_LINEAR)
+    nodes = np.stack([u, v], axis=-1, dtype=np.float32)
+    enlarged = cv2.resize(nodes, (nx * step, ny * step), interpolation=cv2.INTER_LINEAR)
     block = enlarged[step : step + h, step : step + w]
     if out is None:
         out = block
@@ -237,7 +241,9 @@ def _view_nodes(pitch: float, fov_deg: float, width: int, height: int, step: int
     return wa * lon_a + wb * lon_b + wc * lon_c, wa * lat_a + wb * lat_b + wc * lat_c
 
 
-def _unwrap_cells(block: np.ndarray, corners: np.ndarray, px0: np.ndarray, py0: np.ndarray, offset: float, step: int, pano_w: int) -> None:
+def _unwrap_cells(
+    block: np.ndarray, corners: np.ndarray, px0: np.ndarray, py0: np.ndarray, offset: float, step: int, pano_w: int
+) -> None:
     """Re-interpolate u in cells whose corners straddle a longitude jump, corners unwrapped.
 
     Away from the poles the map is smooth modulo the panorama width, so this is as

@@ -183,9 +183,11 @@ def markdown_tables(results: Sequence[Results]) -> str:
     tables = [success_table(r.episodes) for r in results]
     for label, table in zip(labels, tables):
         lines.append("| " + " | ".join([label] + [_percent(table[c].rate) for c in columns]) + " |")
-    for label, table in zip(labels, tables):
-        counts = [str(table[c].episodes) for c in columns]
-        lines.append("| " + " | ".join([f"*episodes ({label})*" if len(results) > 1 else "*episodes*"] + counts) + " |")
+    counts = [[str(table[c].episodes) for c in columns] for table in tables]
+    if all(row == counts[0] for row in counts):  # the same episodes everywhere: one row says it
+        lines.append("| " + " | ".join(["*episodes*"] + counts[0]) + " |")
+    else:
+        lines += ["| " + " | ".join([f"*episodes ({label})*"] + row) + " |" for label, row in zip(labels, counts)]
     lines += [
         "",
         "| Agent | Episodes | Success % (± s.e.) | Mean turns | Submitted % | Median yaw error (°) | Invalid actions % | Agent errors |",
@@ -228,9 +230,9 @@ def plot_success_by_turn(results: Sequence[Results], path: Path, max_turns: int 
         axis.set_xlim(0.5, max_turns + 0.5)
         axis.grid(alpha=0.3)
         if axis.lines:
-            axis.legend(loc="upper left", fontsize=8)
+            axis.legend(loc="best", fontsize=8)
     axes[0].set_ylabel("episodes succeeded by turn t (%)")
-    axes[0].set_ylim(0, 100)
+    axes[0].set_ylim(-2, 103)  # room for lines at 0% and 100%
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -91,6 +92,26 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The ``panoseek eval`` command that makes this run (for run.json and reports)."""
+    parts = ["panoseek", "eval", "--agent", args.agent, "--suite", args.suite, "--out", str(args.out)]
+    options = {"--limit": args.limit, "--workers": args.workers if args.workers != 1 else None,
+               "--seed": args.seed or None, "--model": args.model,
+               "--max-turns": args.max_turns if args.max_turns != 10 else None}
+    if args.shard is not None:
+        options["--shard"] = f"{args.shard[0]}/{args.shard[1]}"
+    if tuple(args.view_size) != (448, 252):
+        options["--view-size"] = f"{args.view_size[0]}x{args.view_size[1]}"
+    for flag, value in options.items():
+        if value is not None:
+            parts += [flag, str(value)]
+    for key, value in args.agent_arg or []:
+        parts += ["--agent-arg", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    if args.strict:
+        parts.append("--strict")
+    return shlex.join(parts)
+
+
 def _eval(args: argparse.Namespace) -> int:
     agent_args = dict(args.agent_arg or [])
     if args.model is not None:
@@ -108,6 +129,7 @@ def _eval(args: argparse.Namespace) -> int:
                 "agent": args.agent,
                 "agent_args": agent_args,
                 "model": args.model,
+                "command": command_line(args),
             },
             settings=EpisodeSettings(
                 view_size=args.view_size, max_turns=args.max_turns, seed=args.seed, strict=args.strict

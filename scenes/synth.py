@@ -67,7 +67,9 @@ class ScenePanorama:
     width: int = DEFAULT_WIDTH
 
     def __call__(self) -> np.ndarray:
-        return cached_render(self.seed, self.scene_type, self.width, lambda: scene(self.seed, self.scene_type).render(self.width))
+        return cached_render(
+            self.seed, self.scene_type, self.width, lambda: scene(self.seed, self.scene_type).render(self.width)
+        )
 
 
 @lru_cache(maxsize=256)

@@ -59,8 +59,8 @@ def test_random_agent_is_seeded_and_submits_uniform_directions():
     for seed in range(4000):
         agent.reset(_info(seed=seed))
         action = agent.act({})
-        assert action["submit"] == 1 and 0 <= action["angles"][0] < 360
-        pitches.append(action["angles"][1])
+        assert action["submit"] == 1 and 0 <= action["yaw"] < 360
+        pitches.append(action["pitch"])
     pitches = np.array(pitches)
     # Uniform on the sphere: half of all directions lie within 30 degrees of the horizon
     # (a pitch uniform in degrees would put a third there).
@@ -86,9 +86,9 @@ def test_random_agent_submits_within_the_turn_budget():
 def test_oracle_submits_the_window_centre_even_through_the_seam():
     agent = OracleAgent()
     agent.reset(_info(privileged={"yaw_range": (350.0, 10.0), "pitch_range": (-10.0, 30.0)}))
-    assert agent.act({}) == {"submit": 1, "angles": (0.0, 10.0)}
+    assert agent.act({}) == {"submit": 1, "yaw": 0.0, "pitch": 10.0}
     agent.reset(_info(kind=HPS, privileged={"yaw_range": (100.0, 120.0), "pitch_range": None}))
-    assert agent.act({}) == {"submit": 1, "angles": (110.0, 0.0)}
+    assert agent.act({}) == {"submit": 1, "yaw": 110.0, "pitch": 0.0}
     with pytest.raises(ValueError, match="privileged"):
         OracleAgent().reset(_info())
 
@@ -136,7 +136,7 @@ def test_sweep_covers_the_horizon_and_respects_a_short_budget(tmp_path):
         action = agent.act({"image": image, "heading": heading, "turn": turn})
         if action["submit"]:
             break
-        heading = heading + action["angles"]
+        heading = heading + (action["yaw"], action["pitch"])
     assert sorted(yaws[:4]) == [30.0, 120.0, 210.0, 300.0]  # four 100-degree views leave no gap
 
 

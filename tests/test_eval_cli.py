@@ -162,6 +162,8 @@ def test_agent_arguments_and_import_paths_reach_the_factory(tmp_path, monkeypatc
     assert _eval(tmp_path / "a", spec, "random", "--agent-arg", "seed=5", "--agent-arg", "max_rotations=0") == 0
     run = json.loads((tmp_path / "a" / "run.json").read_text())
     assert run["agent_args"] == {"seed": 5, "max_rotations": 0}
+    assert run["command"] == (f"panoseek eval --agent random --suite {spec} --out {tmp_path / 'a'} "
+                              "--view-size 32x18 --agent-arg seed=5 --agent-arg max_rotations=0")
     assert all(r["turns"] == 1 for r in read_episodes(tmp_path / "a" / "episodes.jsonl"))
     (tmp_path / "my_agents.py").write_text(SLOW_AGENT)
     monkeypatch.syspath_prepend(str(tmp_path))

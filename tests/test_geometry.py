@@ -136,7 +136,8 @@ def test_view_pixel_lonlat_matches_the_full_grid(width, height, fov, yaw, pitch)
 def test_horizontal_field_of_view_spans_the_view():
     lon, _ = geometry.view_pixel_lonlat(np.array([-0.5, 1279.5]), np.array([359.5, 359.5]), 0.0, 0.0, 100.0, 1280, 720)
     np.testing.assert_allclose(lon, [-50.0, 50.0])
-    assert math.isclose(geometry.vertical_fov_deg(100.0, 1280, 720), 2 * math.degrees(math.atan(math.tan(math.radians(50)) * 9 / 16)))
+    vertical = 2 * math.degrees(math.atan(math.tan(math.radians(50)) * 9 / 16))
+    assert math.isclose(geometry.vertical_fov_deg(100.0, 1280, 720), vertical)
 
 
 # ----------------------------------------------------------------------------- windows

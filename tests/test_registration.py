@@ -67,7 +67,7 @@ def test_make_builds_the_env_over_the_suite(suite_spec: str, env_id: str, kinds:
         centre = task.yaw_range[0] + 5.0
         pitch = 0.0 if task.pitch_range is None else sum(task.pitch_range) / 2
         obs, reward, terminated, truncated, info = env.step(
-            {"submit": 1, "angles": np.array([centre, pitch], np.float32)}
+            {"submit": 1, "yaw": np.float32(centre), "pitch": np.float32(pitch)}
         )
         assert terminated and not truncated and info["success"] and reward > 0
     finally:
@@ -78,7 +78,7 @@ def test_make_with_env_arguments(suite_spec: str) -> None:
     env = gymnasium.make("panoseek/Search-v0", suite=suite_spec, view_size=(32, 18), max_turns=2, crosshair=False)
     try:
         env.reset(seed=0)
-        rotate = {"submit": 0, "angles": np.array([30.0, 0.0], np.float32)}
+        rotate = {"submit": 0, "yaw": np.float32(30.0), "pitch": np.float32(0.0)}
         env.step(rotate)
         *_, terminated, truncated, _ = env.step(rotate)
         assert truncated and not terminated
@@ -109,7 +109,7 @@ def test_make_vec(suite_spec: str, mode: str) -> None:
         obs, info = envs.reset(seed=[0, 1])
         assert obs["image"].shape == (2, VIEW[1], VIEW[0], 3)
         assert len(obs["instruction"]) == 2 and obs["heading"].shape == (2, 2)
-        actions = {"submit": np.array([0, 1]), "angles": np.array([[45.0, 0.0], [90.0, 0.0]], np.float32)}
+        actions = {"submit": np.array([0, 1]), "yaw": np.array([45.0, 90.0], np.float32), "pitch": np.zeros(2, np.float32)}
         obs, reward, terminated, truncated, info = envs.step(actions)
         assert terminated.tolist() == [False, True] and not truncated.any()
         assert reward.shape == (2,)

@@ -16,7 +16,8 @@ from conftest import smooth_panorama
 
 RNG = np.random.default_rng(7)
 # The seam (yaw 180 is longitude +-180), both poles, and random float angles.
-POSES = [(180.0, 0.0), (179.99, 12.5), (0.01, -30.0), (359.99, 5.0), (33.3, 90.0), (250.0, -90.0), (181.0, 85.0), (2.0, -85.0)]
+POSES = [(180.0, 0.0), (179.99, 12.5), (0.01, -30.0), (359.99, 5.0)]
+POSES += [(33.3, 90.0), (250.0, -90.0), (181.0, 85.0), (2.0, -85.0)]
 POSES += [(float(y), float(p)) for y, p in zip(RNG.uniform(0, 360, 8), RNG.uniform(-90, 90, 8))]
 
 
@@ -60,7 +61,8 @@ def test_py360convert_conventions_differ_when_flipped(panorama):
 
 def angular_error_px(maps: np.ndarray, exact: np.ndarray, pano_w: int, pano_h: int) -> np.ndarray:
     """Angle between the used and the exact sampling directions, in panorama pixels at the equator."""
-    lon_a, lat_a = geometry.pixel_to_lonlat(maps[..., 0].astype(np.float64), maps[..., 1].astype(np.float64), pano_w, pano_h)
+    maps = maps.astype(np.float64)
+    lon_a, lat_a = geometry.pixel_to_lonlat(maps[..., 0], maps[..., 1], pano_w, pano_h)
     lon_b, lat_b = geometry.pixel_to_lonlat(exact[..., 0], exact[..., 1], pano_w, pano_h)
     return geometry.great_circle_distance(lon_a, lat_a, lon_b, lat_b) / 360.0 * pano_w
 

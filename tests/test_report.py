@@ -210,3 +210,16 @@ def test_sample_is_deterministic_and_spread_over_kinds():
     picked = sample_episodes(list(reversed(RECORDS)), 4)
     assert picked == sample_episodes(RECORDS, 4)
     assert {r["kind"] for r in picked} == {HOS, HPS}
+
+
+@pytest.mark.parametrize("turn, drawn", [(200.0, 200.0), (-160.0, -160.0), (None, -160.0)])
+def test_gaze_path_follows_the_turn_taken(turn, drawn):
+    """A +200 turn is drawn rightwards and a -160 turn leftwards; without an action, the shortest way."""
+    from panoseek.envs.report import _unwrapped_path
+
+    episode = record("h0", 0, HOS, 0, False, 2, headings=[[0.0, 0.0], [200.0, 0.0]])
+    if turn is None:
+        episode["actions"] = []
+    else:
+        episode["actions"][0]["parsed"]["yaw"] = turn
+    np.testing.assert_allclose(_unwrapped_path(episode), [[0.0, 0.0], [drawn, 0.0]])

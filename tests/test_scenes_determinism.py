@@ -7,7 +7,11 @@ import json
 import subprocess
 import sys
 
+import cv2
+import numpy as np
+
 from panoseek.scenes import load_suite, task_record
+from panoseek.scenes.scene import build_scene
 from panoseek.scenes.synth import ScenePanorama
 
 PROBE = """
@@ -37,3 +41,16 @@ def test_two_processes_agree_on_fingerprint_tasks_and_pixels(tmp_path):
     env = {"PANOSEEK_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}  # empty disk cache: pixels are drawn
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=env)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == _here()
+
+
+def test_opencv_thread_count_does_not_change_pixels():
+    scene = build_scene(9, "city_street")
+    threads = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        single = scene.render(512)
+        cv2.setNumThreads(4)
+        several = scene.render(512)
+    finally:
+        cv2.setNumThreads(threads)
+    assert np.array_equal(single, several)

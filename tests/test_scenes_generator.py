@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from panoseek.envs.geometry import lonlat_to_pixel, yaw_to_lon
-from panoseek.scenes.catalog import MACROS, SCENE_TYPES, SEEN_TYPES, UNSEEN_TYPES
+from panoseek.scenes.catalog import FLOORS, MACROS, SCENE_TYPES, SEEN_TYPES, UNSEEN_TYPES, WALLS
 from panoseek.scenes.layout import Placement
-from panoseek.scenes.library import ObjectSpec
+from panoseek.scenes.library import CATEGORIES, PICTOGRAMS, ObjectSpec
 from panoseek.scenes.raster import render_layout
 from panoseek.scenes.scene import build_scene
 
@@ -20,6 +20,15 @@ def test_catalogue_has_six_macros_and_eighteen_types_with_held_out_types():
     assert {"transport hub", "retail", "street", "public institution"} <= set(MACROS)
     assert not set(SEEN_TYPES) & set(UNSEEN_TYPES)
     assert {SCENE_TYPES[name].macro for name in UNSEEN_TYPES} == set(MACROS)  # one held out per macro
+
+
+@pytest.mark.parametrize("type_name", sorted(SCENE_TYPES))
+def test_scene_types_only_name_known_materials_objects_and_pictograms(type_name):
+    style = SCENE_TYPES[type_name]
+    assert set(style.floors) <= set(FLOORS) and set(style.walls) <= set(WALLS)
+    assert set(style.clutter) <= set(CATEGORIES)
+    assert set(style.services) <= set(PICTOGRAMS)
+    assert len(style.services) >= 4  # enough distinct destinations for 3-5 openings
 
 
 @pytest.mark.parametrize("type_name", sorted(SCENE_TYPES))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from panoseek.agents.tiny_model import SPECIAL_TOKENS, SIZES, build_tiny_model
+from panoseek.agents.tiny_model import SPECIAL_TOKENS, build_tiny_model
 from panoseek.agents.vlm import load_processor, load_vlm
 from panoseek.cli import main
 
@@ -101,4 +101,3 @@ def test_bad_options_are_named(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["model", "init-tiny", "--out", str(tmp_path / "file")]) == 2
     assert "is not a folder" in capsys.readouterr().err
-    assert set(SIZES) == {"S", "M"}
