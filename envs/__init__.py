@@ -6,8 +6,7 @@ that only need geometry do not pay for the environment's imports.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from panoseek.lazy import lazy_getattr
 
 _EXPORTS = {
     # name: module inside panoseek.envs
@@ -48,11 +47,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'panoseek.envs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"panoseek.envs.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -169,7 +169,7 @@ def _fill(view: _View, x0: int, y0: int, w: int, h: int, step: int, out: np.ndar
     node_x = x0 + (np.arange(nx) - 0.5) * step - 0.5
     node_y = y0 + (np.arange(ny) - 0.5) * step - 0.5
     # Yaw only shifts longitude: the nodes are evaluated at yaw 0 and the yaw is added.
-    if (x0, y0, w, h) == (0, 0, view.width, view.height):
+    if out is None:  # the first, whole-view grid: from the per-pitch table
         lon, lat = _view_nodes(view.pitch, view.fov_deg, view.width, view.height, step)
     else:
         gx, gy = np.meshgrid(node_x, node_y)
@@ -252,14 +252,22 @@ def _unwrap_cells(
     distance from a cell's first node to its first pixel, in pixels.
     """
     corners = corners - pano_w * np.round((corners - corners[:, :1]) / pano_w)
-    t = (np.arange(step) + offset) / step
-    ty, tx = np.meshgrid(t, t, indexing="ij")
-    weights = np.stack([(1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx], axis=-1).reshape(-1, 4)
-    u = np.mod(corners @ weights.T + 0.5, pano_w) - 0.5  # back into [-0.5, W - 0.5)
-    dy, dx = np.divmod(np.arange(step * step), step)
+    weights, dy, dx = _cell_weights(step, float(offset))
+    u = corners @ weights
+    u -= pano_w * np.floor((u + 0.5) / pano_w)  # back into [-0.5, W - 0.5)
     px, py = px0[:, None] + dx, py0[:, None] + dy
     inside = (px >= 0) & (px < block.shape[1]) & (py >= 0) & (py < block.shape[0])
     block[py[inside], px[inside], 0] = u[inside]
+
+
+@lru_cache(maxsize=64)
+def _cell_weights(step: int, offset: float) -> tuple:
+    """Bilinear weights (4, step^2) of a cell's pixels on its corners, and their (dy, dx)."""
+    t = (np.arange(step) + offset) / step
+    ty, tx = np.meshgrid(t, t, indexing="ij")
+    weights = np.stack([(1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx]).reshape(4, -1)
+    dy, dx = np.divmod(np.arange(step * step), step)
+    return weights, dy, dx
 
 
 def render_view(

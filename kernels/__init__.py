@@ -12,8 +12,7 @@ The transformers attention function lives in ``panoseek.kernels.hf_attention``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from panoseek.lazy import lazy_getattr
 
 _EXPORTS = {
     "attention_with_map": "attention_map",
@@ -24,11 +23,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'panoseek.kernels' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"panoseek.kernels.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -23,7 +23,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="results folder(s) written by 'panoseek eval'")
     parser.add_argument("--out", type=Path, help="report file (default DIR/report.md; with --compare, compare.md here)")
     parser.add_argument("--compare", action="store_true", help="one table comparing all the folders")
-    parser.add_argument("--trajectories", type=int, default=6, metavar="N", help="trajectory pictures per report (default 6; 0 for none)")
+    parser.add_argument("--trajectories", type=int, default=6, metavar="N", help="trajectory pictures per report (default 6; 0 for none; not with --compare)")
     parser.set_defaults(handler=run_report)
 
 

@@ -5,8 +5,7 @@ Public names are loaded lazily so ``import panoseek.scenes`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from panoseek.lazy import lazy_getattr
 
 _EXPORTS = {
     # name: module inside panoseek.scenes
@@ -28,11 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'panoseek.scenes' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"panoseek.scenes.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -4,8 +4,8 @@ Generating a 2048x1024 scene takes ~0.15 s; an evaluation reads each panorama on
 task and start, so a process keeps the last few in memory. The on-disk cache (PNG,
 lossless: pixels are identical) lives in ``$PANOSEEK_CACHE`` or ``~/.cache/panoseek``
 and is filled ahead of time by ``panoseek scenes cache SPEC``; a panorama found there
-is read instead of drawn. Entries are keyed by generator version and the versions of
-the libraries that change pixels, so a stale file is never used.
+is read instead of drawn. Entries are keyed by generator version and source digest and
+the versions of the libraries that change pixels, so a stale file is never used.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def cache_root() -> Path:
 
 def cache_path(seed: int, type_name: str, width: int) -> Path:
     """Where a scene's panorama is stored on disk."""
-    from panoseek.scenes.scene import GENERATOR_VERSION
+    from panoseek.scenes.scene import GENERATOR_VERSION, generator_digest
 
-    version = f"v{GENERATOR_VERSION}-numpy{np.__version__}-opencv{cv2.__version__}"
+    version = f"v{GENERATOR_VERSION}-{generator_digest()}-numpy{np.__version__}-opencv{cv2.__version__}"
     return cache_root() / "synth" / version / f"{type_name}-{seed}-{width}.png"
 
 

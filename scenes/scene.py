@@ -7,7 +7,10 @@ Several tasks share a scene, so a suite draws far fewer panoramas than it has ta
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -20,6 +23,11 @@ from panoseek.scenes.raster import DEFAULT_WIDTH, render_layout
 
 # Bump whenever a change alters layouts, tasks or pixels: it is part of every synth fingerprint.
 GENERATOR_VERSION = "1.0"
+# Modules whose code decides layouts, tasks, levels or pixels (see generator_digest).
+GENERATOR_MODULES = tuple(
+    f"panoseek.scenes.{name}"
+    for name in ("catalog", "hos", "hps", "layout", "levels", "library", "raster", "scene", "synth", "visibility")
+) + ("panoseek.envs.geometry",)
 HPS_LEVEL_WEIGHTS = (0.3, 0.25, 0.25, 0.2)  # Easy, Medium, Hard, Extreme
 
 
@@ -102,3 +110,19 @@ def _add_clutter(layout: Layout, planner: AngularPlanner, rng: np.random.Generat
         pattern = "plain" if not cat.patterned or rng.random() < 0.7 else ("striped", "dotted", "checked")[int(rng.integers(3))]
         spec = ObjectSpec(name, colour, pattern, text, int(rng.integers(1 << 30)))
         place(layout, planner, rng, spec, angular_size=(1.0, 40.0), tries=4, margin=0.3)
+
+
+@lru_cache(maxsize=1)
+def generator_digest() -> str:
+    """Short hash of the generator's source code.
+
+    Part of every synth fingerprint and on-disk cache key, so a code change that could
+    alter tasks or pixels changes them even when ``GENERATOR_VERSION`` is not bumped
+    (a comment edit changes it too: a false alarm is safer than a silent mismatch).
+    """
+    digest = hashlib.sha256()
+    for name in GENERATOR_MODULES:
+        origin = importlib.util.find_spec(name).origin
+        with open(origin, "rb") as source:
+            digest.update(name.encode() + b"\0" + source.read())
+    return digest.hexdigest()[:12]

@@ -32,7 +32,7 @@ from panoseek.scenes.catalog import SEEN_TYPES, UNSEEN_TYPES, scene_type
 from panoseek.scenes.layout import Placement
 from panoseek.scenes.library import ObjectSpec, draw_object
 from panoseek.scenes.raster import DEFAULT_WIDTH
-from panoseek.scenes.scene import GENERATOR_VERSION, Scene, build_scene
+from panoseek.scenes.scene import GENERATOR_VERSION, Scene, build_scene, generator_digest
 from panoseek.scenes.suite import Suite, SuiteError, fingerprint
 
 OBJECT_PER_SCENE = 3
@@ -156,11 +156,12 @@ def _scene_tasks_cached(split: str, index: int) -> tuple[Task, ...]:
 
 
 def split_fingerprint(split: str) -> str:
-    """Generator version, the split's seeds and scene types, and the pixel-changing libraries."""
+    """Generator version and source digest, the split's seeds and scene types, and the pixel-changing libraries."""
     plan = SPLITS[split]
     return fingerprint({
         "suite": f"synth:{split}",
         "generator_version": GENERATOR_VERSION,
+        "generator_source": generator_digest(),
         "seed_base": plan.seed_base,
         "scenes": plan.scenes,
         "types": list(plan.types),

@@ -237,3 +237,16 @@ def test_batched_torch_renderer_rejects_bad_input():
         render_views_torch(np.zeros((64, 128, 4), dtype=np.uint8), 0.0, 0.0)
     with pytest.raises(ValueError, match="finite"):
         render_views_torch(np.zeros((64, 128, 3), dtype=np.uint8), float("nan"), 0.0)
+
+
+def test_node_table_stays_bounded_at_random_pitches():
+    """Arbitrary float pitches reuse at most one tabulated grid per whole degree (183 in all)."""
+    from panoseek.envs import render
+
+    size, pano_shape = (320, 180), (512, 1024)
+    step = initial_step(100.0, size[0], pano_shape[1])
+    rng = np.random.default_rng(11)
+    for yaw, pitch in zip(rng.uniform(0, 360, 150), rng.uniform(-90, 90, 150)):
+        fast_maps(float(yaw), float(pitch), 100.0, size, pano_shape)
+    table = render._node_table(100.0, size[0], size[1], step)
+    assert 50 < len(table) <= 183
