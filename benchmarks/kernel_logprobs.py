@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kernel_timing import device_line, fmt, measure, ratio, write_json  # noqa: E402
 
 from panoseek.kernels import token_logprobs  # noqa: E402
-from panoseek.kernels.token_logprobs import token_logprobs_naive  # noqa: E402
+from panoseek.kernels.logprobs import token_logprobs_naive  # noqa: E402
 
 
 def liger_loss():

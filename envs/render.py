@@ -7,14 +7,17 @@ sampling map (an atan2/asin per view pixel); here it is built in four cheap step
 1. **Sparse exact grid.** (lon, lat) is computed exactly (``geometry.view_pixel_lonlat``)
    only at grid nodes every ``step`` pixels. The map depends on yaw only through a
    shift in longitude, so the grid is evaluated at yaw 0 and the yaw is added; the
-   whole-view grid is kept every degree of pitch and interpolated in between.
+   whole-view grid is kept every degree of pitch and interpolated in between. Once
+   |pitch| >= ``_POLE_PITCH`` (a pole near the view) the first grid is finer
+   (``_POLE_STEP_SHARE``): the pole region to refine in step 3 shrinks as step^2.
 2. **Upsampling.** ``cv2.resize`` interpolates the grid bilinearly to every pixel.
    The step is chosen per (fov, view size, panorama width) so that this is within
    ``MAP_TOLERANCE_PX`` of the exact map wherever the map is smooth.
 3. **Special cells where it is not smooth.** Cells whose corners straddle the 0/360
    seam (or the longitude jump behind a pole) are interpolated with unwrapped corners;
    regions close enough to a pole that the map bends too fast are filled again with
-   half the node spacing, recursively, down to exact pixels around the pole itself.
+   half the node spacing, recursively, down to exact pixels around the pole itself
+   (nodes and pixels there from ``_yaw0_lonlat``, a faster form of the same formula).
 4. **Fixed-point sampling.** ``cv2.convertMaps`` to ``CV_16SC2`` (1/32 pixel) and
    ``cv2.remap`` with ``BORDER_WRAP``, so sampling is seamless across the 0/360 seam.
 
@@ -24,6 +27,12 @@ column offset is a much smaller angle than at the equator, which this metric res
 ``exact_maps`` and ``fast_maps`` expose both maps so tests can check the bound
 (under 0.1 px including the 1/32 px fixed-point steps).
 
+Memory: the per-pitch node tables (two steps per view size) hold at most ~23 MB per
+view size (1920x1080, 1280x720 or 448x252 from a 4096-wide panorama, every pitch
+visited); ``render_view`` reuses per-thread buffers for the whole-view map and the
+fixed-point maps, sized for the largest view rendered so far (30 MB at 1920x1080),
+because freshly allocated large arrays can cost page faults at every call.
+
 Threads: ``cv2.remap`` and ``cv2.resize`` use OpenCV's thread pool (all cores by
 default). Processes that render in parallel (vectorised environments) should call
 ``cv2.setNumThreads(1)`` in each worker; this module does not change the global setting.
@@ -32,6 +41,7 @@ default). Processes that render in parallel (vectorised environments) should cal
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -48,6 +58,9 @@ _SMOOTH_ERROR = 0.03
 #: Share of the tolerance the first grid may use away from the poles. Below 1 it trades
 #: more nodes for smaller pole regions to refine (0.75 measured fastest on average).
 _SMOOTH_SHARE = 0.75
+#: From this |pitch| (degrees) on, the first grid is ``_POLE_STEP_SHARE`` times finer.
+_POLE_PITCH = 35.0
+_POLE_STEP_SHARE = 0.65
 #: Spacing in degrees of the pitches at which whole-view nodes are tabulated.
 _PITCH_STEP = 1.0
 
@@ -115,11 +128,43 @@ def _to_pixels(lon: np.ndarray, lat: np.ndarray, pano_w: int, pano_h: int) -> tu
     return u, np.clip(v, 0.0, pano_h - 1.0)
 
 
+def _last_column(pano_w: int) -> np.float32:
+    """Largest float32 column a map holds: two float32 steps below ``W - 0.5``.
+
+    Columns are wrapped into [-0.5, W - 0.5) in float64, but one just below W - 0.5
+    rounds up to it in float32 (and bilinear upsampling may add one more step); lowering
+    such columns by at most 1e-3 px keeps every map column inside the documented range.
+    """
+    top = np.float32(pano_w - 0.5)
+    return top - 2 * np.spacing(top)
+
+
+def _as_float32_map(u: np.ndarray, v: np.ndarray, pano_w: int) -> np.ndarray:
+    """(..., 2) float32 map of (u, v) with columns below ``W - 0.5`` after rounding."""
+    block = np.stack([u, v], axis=-1, dtype=np.float32)
+    np.minimum(block[..., 0], _last_column(pano_w), out=block[..., 0])
+    return block
+
+
 def initial_step(fov_deg: float, width: int, pano_width: int) -> int:
     """Node spacing of the first grid: the largest whose error away from the poles stays
     within ``_SMOOTH_SHARE`` of the tolerance (pole regions are refined separately)."""
     focal = geometry.focal_length_px(fov_deg, width)
     return max(1, min(32, int(focal * math.sqrt(_SMOOTH_SHARE * MAP_TOLERANCE_PX / (_SMOOTH_ERROR * pano_width)))))
+
+
+def _first_step(view: _View) -> int:
+    """Node spacing of the first grid for this pose: ``initial_step``, or a finer one when
+    a pole is near the view.
+
+    Pole regions are refined where cells are within ``_pole_margin_deg`` of a pole, which
+    grows as step^2: with a finer first grid the region to refine is several times smaller,
+    which costs less than the extra (tabulated) nodes once the pole is near the view.
+    """
+    step = initial_step(view.fov_deg, view.width, view.pano_w)
+    if abs(view.pitch) < _POLE_PITCH:
+        return step
+    return max(1, round(step * _POLE_STEP_SHARE))
 
 
 def _pole_margin_deg(view: _View, step: int) -> float:
@@ -136,27 +181,35 @@ def _pole_margin_deg(view: _View, step: int) -> float:
 
 def fast_maps(yaw: float, pitch: float, fov_deg: float, size: tuple[int, int], pano_shape: tuple) -> np.ndarray:
     """The (H, W, 2) float32 (u, v) map that ``render_view`` samples with (see module doc)."""
+    return _maps(yaw, pitch, fov_deg, size, pano_shape, None)
+
+
+def _maps(yaw: float, pitch: float, fov_deg: float, size: tuple, pano_shape: tuple, scratch: dict | None) -> np.ndarray:
+    """``fast_maps``, upsampling the first grid into ``scratch`` buffers when given."""
     width, height = size
     pano_h, pano_w = pano_shape[:2]
     view = _View(
         geometry.wrap_yaw(yaw), geometry.clamp_pitch(pitch), fov_deg, width, height, pano_w, pano_h,
         geometry.focal_length_px(fov_deg, width),
     )
-    return _fill(view, 0, 0, width, height, initial_step(fov_deg, width, pano_w), None)
+    return _fill(view, 0, 0, width, height, _first_step(view), None, scratch)
 
 
-def _fill(view: _View, x0: int, y0: int, w: int, h: int, step: int, out: np.ndarray | None) -> np.ndarray:
+def _fill(
+    view: _View, x0: int, y0: int, w: int, h: int, step: int, out: np.ndarray | None, scratch: dict | None = None
+) -> np.ndarray:
     """Map of the view pixels [x0, x0 + w) x [y0, y0 + h) from nodes every ``step`` pixels.
 
-    Writes into ``out`` (the whole view's map) when given, else returns a new map.
+    Writes into ``out`` (the whole view's map) when given, else returns a new map (a view
+    of a ``scratch`` buffer when given).
     Cells that straddle a longitude jump are interpolated unwrapped; cells too close to a
     pole are filled again with half the step, down to exact pixels.
     """
     if step < 2:
         ys, xs = np.mgrid[y0 : y0 + h, x0 : x0 + w]
-        lon, lat = geometry.view_pixel_lonlat(xs, ys, view.yaw, view.pitch, view.fov_deg, view.width, view.height)
-        u, v = _to_pixels(lon, lat, view.pano_w, view.pano_h)
-        block = np.stack([u, v], axis=-1, dtype=np.float32)
+        lon, lat = _yaw0_lonlat(xs, ys, view)
+        u, v = _to_pixels(lon + view.yaw, lat, view.pano_w, view.pano_h)
+        block = _as_float32_map(u, v, view.pano_w)
         if out is None:
             return block
         out[y0 : y0 + h, x0 : x0 + w] = block
@@ -173,10 +226,14 @@ def _fill(view: _View, x0: int, y0: int, w: int, h: int, step: int, out: np.ndar
         lon, lat = _view_nodes(view.pitch, view.fov_deg, view.width, view.height, step)
     else:
         gx, gy = np.meshgrid(node_x, node_y)
-        lon, lat = geometry.view_pixel_lonlat(gx, gy, 0.0, view.pitch, view.fov_deg, view.width, view.height)
+        lon, lat = _yaw0_lonlat(gx, gy, view)
     u, v = _to_pixels(lon + view.yaw, lat, view.pano_w, view.pano_h)
-    nodes = np.stack([u, v], axis=-1, dtype=np.float32)
-    enlarged = cv2.resize(nodes, (nx * step, ny * step), interpolation=cv2.INTER_LINEAR)
+    nodes = _as_float32_map(u, v, view.pano_w)
+    dsize = (nx * step, ny * step)
+    dst = None
+    if scratch is not None and out is None:  # the whole-view map: into a reused buffer
+        dst = _scratch_array(scratch, "enlarged", (dsize[1], dsize[0], 2), np.float32)
+    enlarged = cv2.resize(nodes, dsize, dst=dst, interpolation=cv2.INTER_LINEAR)
     block = enlarged[step : step + h, step : step + w]
     if out is None:
         out = block
@@ -207,9 +264,31 @@ def _fill(view: _View, x0: int, y0: int, w: int, h: int, step: int, out: np.ndar
     return out
 
 
-@lru_cache(maxsize=4)
+def _yaw0_lonlat(x: np.ndarray, y: np.ndarray, view: _View) -> tuple:
+    """Exact (lon, lat) at yaw 0 seen at view pixels (x, y): ``geometry.view_pixel_lonlat``
+    specialised to the refinement nodes and exact pixels near the poles.
+
+    Same camera and rotation (``geometry.rotation_matrix(0, pitch)`` has rows (1, 0, 0),
+    (0, cos p, sin p), (0, -sin p, cos p)); written out here because it is the hot path of
+    map building near the poles: lat as an arctan of a ratio instead of ``np.arctan2``
+    over ``np.hypot`` (the two slowest numpy calls, ~25 ns per element each) halves its cost.
+    """
+    a = (x + (0.5 - view.width / 2.0)) / view.focal
+    b = ((view.height / 2.0 - 0.5) - y) / view.focal
+    cos_p, sin_p = math.cos(math.radians(view.pitch)), math.sin(math.radians(view.pitch))
+    forward = cos_p - sin_p * b
+    lon = np.degrees(np.arctan2(a, forward))
+    with np.errstate(divide="ignore"):  # exactly at a pole: arctan(+-inf) = +-90
+        lat = np.degrees(np.arctan((cos_p * b + sin_p) / np.sqrt(a * a + forward * forward)))
+    return lon, lat
+
+
+@lru_cache(maxsize=8)
 def _node_table(fov_deg: float, width: int, height: int, step: int) -> dict:
-    """Exact yaw-0 (lon, lat) of the whole-view nodes, per tabulated pitch (filled lazily)."""
+    """Exact yaw-0 (lon, lat) of the whole-view nodes, per tabulated pitch (filled lazily).
+
+    Kept for 8 (fov, size, step): the two first steps (``_first_step``) of four view sizes.
+    """
     return {}
 
 
@@ -257,7 +336,7 @@ def _unwrap_cells(
     u -= pano_w * np.floor((u + 0.5) / pano_w)  # back into [-0.5, W - 0.5)
     px, py = px0[:, None] + dx, py0[:, None] + dy
     inside = (px >= 0) & (px < block.shape[1]) & (py >= 0) & (py < block.shape[0])
-    block[py[inside], px[inside], 0] = u[inside]
+    block[py[inside], px[inside], 0] = np.minimum(u[inside], _last_column(pano_w))
 
 
 @lru_cache(maxsize=64)
@@ -268,6 +347,24 @@ def _cell_weights(step: int, offset: float) -> tuple:
     weights = np.stack([(1 - ty) * (1 - tx), (1 - ty) * tx, ty * (1 - tx), ty * tx]).reshape(4, -1)
     dy, dx = np.divmod(np.arange(step * step), step)
     return weights, dy, dx
+
+
+_THREAD_SCRATCH = threading.local()
+
+
+def _scratch_array(scratch: dict, name: str, shape: tuple, dtype: type) -> np.ndarray:
+    """A reusable contiguous array (the front of a buffer kept per name, grown when needed).
+
+    Large arrays freshly allocated at every call can cost more than the map itself:
+    depending on the allocator's state, each one comes back from the kernel as new pages
+    to fault in and zero (measured: 1920x1080 views twice as slow). ``render_view`` keeps
+    its intermediate maps per thread instead.
+    """
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    buffer = scratch.get(name)
+    if buffer is None or buffer.size < nbytes:
+        buffer = scratch[name] = np.empty(nbytes, np.uint8)
+    return buffer[:nbytes].view(dtype).reshape(shape)
 
 
 def render_view(
@@ -284,6 +381,9 @@ def render_view(
     finite angles are accepted (yaw wraps, pitch clamps to [-90, 90]); no crosshair.
     """
     yaw, pitch, fov_deg, width, height = _check_args(panorama, yaw, pitch, fov_deg, size)
-    maps = fast_maps(yaw, pitch, fov_deg, (width, height), panorama.shape)
-    map_xy, map_frac = cv2.convertMaps(maps, None, cv2.CV_16SC2)
+    scratch = _THREAD_SCRATCH.__dict__
+    maps = _maps(yaw, pitch, fov_deg, (width, height), panorama.shape, scratch)
+    map_xy = _scratch_array(scratch, "map_xy", (height, width, 2), np.int16)
+    map_frac = _scratch_array(scratch, "map_frac", (height, width), np.uint16)
+    cv2.convertMaps(maps, None, cv2.CV_16SC2, dstmap1=map_xy, dstmap2=map_frac)
     return cv2.remap(panorama, map_xy, map_frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)

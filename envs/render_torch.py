@@ -4,7 +4,7 @@ A vectorised environment or a batch of agents needs hundreds of views per step. 
 is the engine's entry point for that: same camera, conventions and sampling rules as
 :func:`panoseek.envs.render.render_view` (bilinear, seamless at 0/360, rows clamped
 at the poles), on the CPU or a GPU. The sampling itself lives in
-:mod:`panoseek.kernels.sample_equirect` (a ``grid_sample`` PyTorch path, and a Triton
+:mod:`panoseek.kernels.equirect_sampling` (a ``grid_sample`` PyTorch path, and a Triton
 kernel chosen automatically on CUDA), so there is one batched sampler in the project.
 """
 
@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from panoseek.kernels.sample_equirect import sample_equirect
+from panoseek.kernels.equirect_sampling import sample_equirect
 
 
 def render_views_torch(

@@ -16,8 +16,8 @@ from panoseek.lazy import lazy_getattr
 
 _EXPORTS = {
     "attention_with_map": "attention_map",
-    "token_logprobs": "token_logprobs",
-    "sample_equirect": "sample_equirect",
+    "token_logprobs": "logprobs",
+    "sample_equirect": "equirect_sampling",
     "choose_backend": "dispatch",
 }
 

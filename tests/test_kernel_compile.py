@@ -14,7 +14,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
-from panoseek.kernels import attention_map_triton, sample_equirect_triton, token_logprobs_triton  # noqa: E402
+from panoseek.kernels import attention_map_triton, equirect_sampling_triton, logprobs_triton  # noqa: E402
 
 HOPPER = GPUTarget("cuda", 90, 32)
 
@@ -44,11 +44,11 @@ def test_attention_kernels_compile(causal):
 @pytest.mark.slow
 def test_logprob_and_sampling_kernels_compile():
     types = {"Logits": "*bf16", "Targets": "*i64", "LogProb": "*fp32", "Entropy": "*fp32", "Lse": "*fp32"}
-    compile_for_gpu(token_logprobs_triton._rows_forward, types, dict(BLOCK_V=4096), num_warps=8)
+    compile_for_gpu(logprobs_triton._rows_forward, types, dict(BLOCK_V=4096), num_warps=8)
     types = {"Logits": "*bf16", "Targets": "*i64", "Lse": "*fp32", "Entropy": "*fp32", "GradLogProb": "*fp32", "GradEntropy": "*fp32"}
-    compile_for_gpu(token_logprobs_triton._rows_backward, types, dict(BLOCK_V=4096, HAS_GRAD_ENTROPY=True), num_warps=8)
-    coefficients = {f"A{i}": value for i, value in enumerate(sample_equirect_triton._ATAN)}
+    compile_for_gpu(logprobs_triton._rows_backward, types, dict(BLOCK_V=4096, HAS_GRAD_ENTROPY=True), num_warps=8)
+    coefficients = {f"A{i}": value for i, value in enumerate(equirect_sampling_triton._ATAN)}
     types = {"Pano": "*u8", "ViewPano": "*i64", "Rot": "*fp32", "Out": "*u8", "inv_focal": "fp32"}
     compile_for_gpu(
-        sample_equirect_triton._sample_views, types, dict(CHANNELS=3, ROUND=True, BLOCK=1024, **coefficients), num_warps=4
+        equirect_sampling_triton._sample_views, types, dict(CHANNELS=3, ROUND=True, BLOCK=1024, **coefficients), num_warps=4
     )

@@ -11,7 +11,7 @@ import torch
 
 from panoseek.envs.render import render_view
 from panoseek.kernels import attention_with_map, sample_equirect, token_logprobs
-from panoseek.kernels.token_logprobs import token_logprobs_naive
+from panoseek.kernels.logprobs import token_logprobs_naive
 
 from conftest import smooth_panorama
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from panoseek.kernels import token_logprobs
-from panoseek.kernels.token_logprobs import token_logprobs_naive
+from panoseek.kernels.logprobs import token_logprobs_naive
 
 VOCAB, DIM = 301, 40  # odd vocabulary: the last block of every row is partial
 

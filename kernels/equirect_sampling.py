@@ -45,7 +45,7 @@ def sample_equirect(
         dtype=torch.float32, device=panoramas.device,
     )
     if choose_backend(backend, panoramas) == "triton":
-        from panoseek.kernels.sample_equirect_triton import sample_views_triton
+        from panoseek.kernels.equirect_sampling_triton import sample_views_triton
 
         return sample_views_triton(panoramas.contiguous(), view_pano, rotations, float(fov_deg), size)
     return sample_equirect_reference(panoramas, view_pano, rotations, float(fov_deg), size)

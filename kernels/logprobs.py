@@ -127,7 +127,7 @@ def _reduce_dtype(t: torch.Tensor) -> torch.dtype:
 
 def _row_ops(use_triton: bool):
     if use_triton:
-        from panoseek.kernels.token_logprobs_triton import rows_backward_triton, rows_forward_triton
+        from panoseek.kernels.logprobs_triton import rows_backward_triton, rows_forward_triton
 
         return rows_forward_triton, rows_backward_triton
     return _rows_forward_torch, _rows_backward_torch
