@@ -3,9 +3,11 @@
 Prints, in one run and on the same random float head poses, the median time per view
 from a 4096 x 2048 panorama for
 
-* ``render_view`` (panoseek.envs.render),
+* ``render_view`` (panoseek.envs.render) on a ``PreparedPanorama`` (RGB plus an unused
+  byte, the layout OpenCV samples fastest; the environment prepares each panorama once,
+  and the time that takes is printed too), and on the plain RGB array,
 * ``py360convert.e2p`` (bilinear),
-* the floor: ``cv2.remap`` alone with fixed-point maps made beforehand,
+* the floor: ``cv2.remap`` alone, as ``render_view`` calls it, with the maps made beforehand,
 * the naive per-step approach of the released H* environment: every call builds all
   camera rays with numpy, rotates them, takes atan2/asin and samples with ``cv2.remap``
   on float maps (written out below as the baseline),
@@ -29,7 +31,7 @@ import py360convert
 import torch
 
 from panoseek.envs import geometry
-from panoseek.envs.render import fast_maps, render_view
+from panoseek.envs.render import PreparedPanorama, fast_maps, render_view
 from panoseek.envs.render_torch import render_views_torch
 
 
@@ -58,31 +60,54 @@ def py360_view(panorama: np.ndarray, yaw: float, pitch: float, fov_deg: float, s
     return py360convert.e2p(panorama, fov, geometry.yaw_to_lon(yaw), pitch, (height, width), mode="bilinear")
 
 
-def fast_view(panorama: np.ndarray, yaw: float, pitch: float, fov_deg: float, size: tuple[int, int]) -> np.ndarray:
+def fast_view(panorama, yaw: float, pitch: float, fov_deg: float, size: tuple[int, int]) -> np.ndarray:
     return render_view(panorama, yaw, pitch, fov_deg=fov_deg, size=size)
 
 
-def remap_floor(panorama: np.ndarray, poses: np.ndarray, fov_deg: float, size: tuple[int, int], clock) -> np.ndarray:
-    """Seconds of the cv2.remap call alone, with fixed-point maps made beforehand: the floor."""
-    seconds = []
-    for yaw, pitch in poses:
-        maps = fast_maps(float(yaw), float(pitch), fov_deg, size, panorama.shape)
-        map_xy, map_frac = cv2.convertMaps(maps, None, cv2.CV_16SC2)
-        start = clock()
-        cv2.remap(panorama, map_xy, map_frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-        seconds.append(clock() - start)
-    return np.array(seconds)
+def remap_floor(prepared: PreparedPanorama, yaw: float, pitch: float, fov_deg: float, size: tuple[int, int], clock):
+    """Seconds of the cv2.remap call alone (render_view's sampling, maps made beforehand): the floor."""
+    maps = fast_maps(yaw, pitch, fov_deg, size, prepared.shape)
+    map_u, map_v = np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1])
+    view = np.empty((size[1], size[0], 4), np.uint8)
+    start = clock()
+    cv2.remap(prepared.rgbx, map_u, map_v, cv2.INTER_LINEAR, dst=view, borderMode=cv2.BORDER_WRAP)
+    return clock() - start
 
 
-def time_views(method, panorama: np.ndarray, poses: np.ndarray, fov_deg: float, size: tuple[int, int], clock):
-    """Seconds per call, one per pose (after one warm-up call)."""
-    method(panorama, float(poses[0, 0]), float(poses[0, 1]), fov_deg, size)
+def prepare_seconds(panorama: np.ndarray, clock, repeats: int = 5) -> float:
+    """Median seconds to make a PreparedPanorama (once per panorama in the environment)."""
     seconds = []
-    for yaw, pitch in poses:
+    for _ in range(repeats):
         start = clock()
-        method(panorama, float(yaw), float(pitch), fov_deg, size)
+        PreparedPanorama(panorama)
         seconds.append(clock() - start)
-    return np.array(seconds)
+    return float(np.median(seconds))
+
+
+def time_interleaved(methods: dict, poses: np.ndarray, clock) -> dict:
+    """Seconds per call of each method, taking turns pose by pose so that all of them see the
+    same machine state (this kind of machine is shared and its speed drifts within a run).
+
+    ``methods`` maps a name to (call(yaw, pitch) -> seconds, number of poses to time);
+    each method is called once first as a warm-up.
+    """
+    seconds = {name: [] for name in methods}
+    for name, (call, _) in methods.items():
+        call(float(poses[0, 0]), float(poses[0, 1]))
+    for i, (yaw, pitch) in enumerate(poses):
+        for name, (call, count) in methods.items():
+            if i < count:
+                seconds[name].append(call(float(yaw), float(pitch)))
+    return {name: np.array(values) for name, values in seconds.items()}
+
+
+def timed(method, panorama, fov_deg: float, size: tuple[int, int], clock):
+    """A call(yaw, pitch) that returns the seconds ``method`` took for that view."""
+    def call(yaw: float, pitch: float) -> float:
+        start = clock()
+        method(panorama, yaw, pitch, fov_deg, size)
+        return clock() - start
+    return call
 
 
 def batched_views_per_second(panorama: np.ndarray, batch: int, size, fov_deg: float, device: str, repeats: int, rng):
@@ -139,9 +164,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="batch sizes for the torch renderer at 448x252 (default: 64,256)")
     parser.add_argument("--batch-repeats", type=int, default=3, help="timed batches per batch size (default: 3)")
     parser.add_argument("--no-torch", action="store_true", help="skip the batched torch renderer")
-    parser.add_argument("--cold", action="store_true",
-                        help="skip the warm-up of render_view's per-pitch node table (a fresh process: the first "
-                             "view at each whole degree of pitch pays about one extra millisecond)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: elapsed time (the goal's measure); cpu: this process's CPU time summed over its "
                              "threads, steadier on a machine shared with other jobs (default: wall)")
@@ -156,31 +178,34 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     # Content does not change the timing; random noise defeats any caching of pixels.
     panorama = rng.integers(0, 256, (args.pano_width // 2, args.pano_width, 3), dtype=np.uint8)
+    prepared = PreparedPanorama(panorama)
     print(f"panorama {args.pano_width}x{args.pano_width // 2}, fov {args.fov:g} deg, "
           f"cv2 threads {cv2.getNumThreads()}, "
           f"torch threads {torch.get_num_threads()}, {args.clock} clock; "
           f"poses: yaw uniform [0, 360), pitch uniform [-90, 90]")
+    print(f"PreparedPanorama of it (once per panorama): {prepare_seconds(panorama, clock) * 1e3:.1f} ms")
     print()
-    header = (f"{'view size':>10} | {'render_view ms':>14} | {'(p90 ms)':>8} | {'floor ms':>8} | {'naive ms':>8} | "
-              f"{'py360 ms':>8} | {'naive/ours':>10} | {'py360/ours':>10}")
+    header = (f"{'view size':>10} | {'render_view ms':>14} | {'(p90 ms)':>8} | {'RGB array ms':>12} | "
+              f"{'floor ms':>8} | {'naive ms':>8} | {'py360 ms':>8} | {'naive/ours':>10} | {'py360/ours':>10}")
     print(header)
     print("-" * len(header))
     for size in args.sizes:
         poses = np.column_stack([rng.uniform(0.0, 360.0, args.repeats), rng.uniform(-90.0, 90.0, args.repeats)])
-        if not args.cold:  # steady state: a long-running environment has visited every pitch
-            for pitch in np.arange(-90.0, 90.5, 0.5):
-                fast_view(panorama, 0.0, float(pitch), args.fov, size)
-        ours = time_views(fast_view, panorama, poses, args.fov, size, clock)
-        naive = time_views(naive_view, panorama, poses, args.fov, size, clock)
-        py360 = time_views(py360_view, panorama, poses[: args.py360_repeats], args.fov, size, clock)
-        floor = remap_floor(panorama, poses, args.fov, size, clock)
-        timings = (("ours", ours), ("floor", floor), ("naive", naive), ("py360", py360))
-        med = {name: float(np.median(t)) * 1e3 for name, t in timings}
+        methods = {
+            "ours": (timed(fast_view, prepared, args.fov, size, clock), args.repeats),
+            "plain": (timed(fast_view, panorama, args.fov, size, clock), args.repeats),
+            "floor": (lambda yaw, pitch: remap_floor(prepared, yaw, pitch, args.fov, size, clock), args.repeats),
+            "naive": (timed(naive_view, panorama, args.fov, size, clock), args.repeats),
+            "py360": (timed(py360_view, panorama, args.fov, size, clock), args.py360_repeats),
+        }
+        timings = time_interleaved(methods, poses, clock)
+        ours = timings["ours"]
+        med = {name: float(np.median(t)) * 1e3 for name, t in timings.items()}
         if size == (448, 252):
             small_ms = med["ours"]
         p90 = np.percentile(ours, 90) * 1e3
-        print(f"{size[0]:>5}x{size[1]:<4} | {med['ours']:>14.2f} | {p90:>8.2f} | {med['floor']:>8.2f} | "
-              f"{med['naive']:>8.1f} | {med['py360']:>8.1f} | "
+        print(f"{size[0]:>5}x{size[1]:<4} | {med['ours']:>14.2f} | {p90:>8.2f} | {med['plain']:>12.2f} | "
+              f"{med['floor']:>8.2f} | {med['naive']:>8.1f} | {med['py360']:>8.1f} | "
               f"{med['naive'] / med['ours']:>9.1f}x | {med['py360'] / med['ours']:>9.1f}x")
 
     if not args.no_torch:

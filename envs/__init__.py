@@ -21,6 +21,7 @@ _EXPORTS = {
     "as_panorama": "panorama",
     "save_image": "panorama",
     "render_view": "render",
+    "PreparedPanorama": "render",
     "render_views_torch": "render_torch",
     "parse_action": "protocol",
     "ParsedAction": "protocol",

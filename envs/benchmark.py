@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from panoseek.envs.env import PanoramaSearchEnv
 from panoseek.envs.protocol import ParsedAction, invalid, parse_action
+from panoseek.envs.render import PreparedPanorama
 from panoseek.envs.records import (
     EPISODES_FILE, IDENTITY_KEYS, RUN_FILE, SUMMARY_FILE, EpisodeWriter, RecordsError,
     config_mismatch, episode_id, read_episodes, read_json, summarize, write_json,
@@ -140,7 +141,7 @@ class _TimedSearchEnv(PanoramaSearchEnv):
         self.load_seconds = 0.0
         self.render_seconds = 0.0  # includes load_seconds
 
-    def _panorama(self, task_index: int) -> np.ndarray:
+    def _panorama(self, task_index: int) -> PreparedPanorama:
         start = time.perf_counter()
         try:
             return super()._panorama(task_index)

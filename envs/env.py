@@ -17,7 +17,7 @@ from panoseek.envs import judge
 from panoseek.envs.geometry import clamp_pitch, wrap_yaw
 from panoseek.envs.prompts import feedback_message
 from panoseek.envs.protocol import INVALID, MAX_ANGLE, ROTATE, SUBMIT, ParsedAction, invalid
-from panoseek.envs.render import render_view
+from panoseek.envs.render import PreparedPanorama, render_view
 from panoseek.envs.task import Task
 
 ACTION_LIMIT = 360.0  # bound of the angles Box; larger structured angles are invalid
@@ -144,7 +144,7 @@ class PanoramaSearchEnv(gym.Env):
             pitch=spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (), np.float32),
         )
 
-        self._panoramas: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._panoramas: OrderedDict[int, PreparedPanorama] = OrderedDict()
         self._task_index: int | None = None
         self._start_index = 0
         self._yaw = 0.0
@@ -267,12 +267,12 @@ class PanoramaSearchEnv(gym.Env):
             return invalid(f"submitted pitch {pitch:g} is outside [-90, 90]")
         return ParsedAction(SUBMIT if submit == 1 else ROTATE, yaw, pitch, well_formed=True)
 
-    def _panorama(self, task_index: int) -> np.ndarray:
-        """Decoded panorama of a task, from a small least-recently-used cache."""
+    def _panorama(self, task_index: int) -> PreparedPanorama:
+        """Decoded panorama of a task, prepared for rendering, from a small least-recently-used cache."""
         if task_index in self._panoramas:
             self._panoramas.move_to_end(task_index)
         else:
-            self._panoramas[task_index] = self.tasks[task_index].load_panorama()
+            self._panoramas[task_index] = PreparedPanorama(self.tasks[task_index].load_panorama())
             while len(self._panoramas) > self.panorama_cache:
                 self._panoramas.popitem(last=False)
         return self._panoramas[task_index]
