@@ -94,7 +94,8 @@ class PanoramaSearchEnv(gym.Env):
     ``tasks`` (a non-empty sequence of :class:`~panoseek.envs.task.Task`), ``view_size``
     (width, height), ``fov_deg``, ``max_turns``, ``crosshair``, ``render_mode``
     (None or ``"rgb_array"``), ``distance_reward``, ``panorama_cache`` (how many
-    decoded panoramas to keep; panoramas are loaded lazily per task).
+    decoded panoramas to keep, each as a ``PreparedPanorama``: 4 bytes a pixel; panoramas
+    are loaded lazily per task).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}

@@ -96,9 +96,10 @@ class PreparedPanorama:
     """A panorama kept in the layout ``render_view`` samples fastest: RGB plus an unused byte.
 
     OpenCV's bilinear ``remap`` has a faster vectorised path for 4-channel 8-bit images than
-    for 3-channel ones (same pixels out; 1280x720 views of a 4096x2048 panorama: about 3.4
-    against 5.2 ms, ``benchmarks/render.py``), so whoever renders many views of one panorama
-    (the environment, per episode) converts it once and passes this object instead.
+    for 3-channel ones (same pixels out; 1280x720 views of a 4096x2048 panorama: about 1 ms
+    less per view, conversion back to RGB included, ``benchmarks/render.py``), so whoever
+    renders many views of one panorama (the environment, per episode) converts it once and
+    passes this object instead.
     """
 
     __slots__ = ("rgbx",)
@@ -232,7 +233,7 @@ def _maps(yaw: float, pitch: float, fov_deg: float, size: tuple, pano_shape: tup
     pano_h, pano_w = pano_shape[:2]
     plan = _plan(fov_deg, width, height, pano_w, pano_h)
     grid = plan.far if abs(pitch) < plan.far_pitch else plan.near
-    rotation = tuple(np.float32(x) for x in geometry.rotation_matrix(yaw, pitch).flat)
+    rotation = tuple(geometry.rotation_matrix(yaw, pitch).astype(np.float32).flat)
     if grid.step < 2:  # every pixel is a node: no interpolation
         u = _scratch_array(scratch, "u", (height, width), np.float32)
         v = _scratch_array(scratch, "v", (height, width), np.float32)
