@@ -28,7 +28,8 @@ column offset is a much smaller angle than at the equator, which this metric res
 
 Memory: ``render_view`` reuses per-thread buffers for the maps (about 8 bytes per view
 pixel, 17 MB at 1920x1080) and for the 4-channel view, because freshly allocated large
-arrays can cost page faults at every call.
+arrays can cost page faults at every call; for the same reason it hands out the memory of
+its earlier views again once nothing references them (``_recycled_view``).
 
 Threads: ``cv2.remap`` and ``cv2.resize`` use OpenCV's thread pool (all cores by
 default). Processes that render in parallel (vectorised environments) should call
