@@ -113,12 +113,11 @@ def fix_cells(u, v, u_nodes, v_nodes, a, b, cell_x, cell_y, origin, pole_rows, r
     ``cell_y[r] <= y < cell_y[r + 1]``, ``cell_x[c] <= x < cell_x[c + 1]``; view pixel
     (x, y) is ``u[origin + y, origin + x]``. Cells that straddle the seam or lie near a
     pole (``_cells_to_fix``) are recomputed exactly; runs of them in a row are filled as
-    one span, so the inner loop is long. Returns the number of pixels recomputed.
+    one span, so the inner loop is long.
     """
     scales = _pixel_scales(pano_w, pano_h)
     flagged = _cells_to_fix(u_nodes, v_nodes, pole_rows, pano_w, pano_h)
     rows, cols = flagged.shape
-    fixed = 0
     for r in range(rows):
         c = 0
         while c < cols:
@@ -135,5 +134,3 @@ def fix_cells(u, v, u_nodes, v_nodes, a, b, cell_x, cell_y, origin, pole_rows, r
                 span_v = v[origin + y, origin + x0 : origin + x1]
                 for k in range(span_a.shape[0]):  # a plain loop over slices vectorises
                     span_u[k], span_v[k] = _position(span_a[k], b[y], rot, scales)
-                fixed += x1 - x0
-    return fixed
