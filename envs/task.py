@@ -51,6 +51,10 @@ class Task:
         start_yaws: the episode start directions (pitch always starts at 0).
         levels: difficulty level of each start (``LEVEL_NAMES[kind][level]``).
         metadata: free data (scene type, object category, exemplar path, ...).
+            Privileged: agents never see it unless they declare so.
+        panorama_id: tasks with the same id share one panorama (a suite sets it, e.g.
+            ``"synth:<scene seed>"``); the runner plays them in one worker so caches serve
+            them. ``None``: the panorama file path, if any, identifies it.
     """
 
     id: str
@@ -62,6 +66,7 @@ class Task:
     start_yaws: tuple[float, ...] = DEFAULT_START_YAWS
     levels: tuple[int, ...] = (0, 0, 0, 0)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    panorama_id: str | None = None
 
     def __post_init__(self) -> None:
         name = f"task {self.id!r}"
@@ -95,6 +100,8 @@ class Task:
                 raise TaskError(f"{name}: level {level!r} is not in 0..{n_levels - 1} for {self.kind}")
         object.__setattr__(self, "start_yaws", starts)
         object.__setattr__(self, "levels", tuple(int(level) for level in levels))
+        if self.panorama_id is not None and not (isinstance(self.panorama_id, str) and self.panorama_id):
+            raise TaskError(f"{name}: field 'panorama_id' must be None or a non-empty string, got {self.panorama_id!r}")
         if not (isinstance(self.panorama, (str, Path, np.ndarray)) or callable(self.panorama)):
             raise TaskError(
                 f"{name}: field 'panorama' must be a path, an array or a callable, "
