@@ -26,6 +26,8 @@ LEVEL_NAMES = {
     HPS: ("Easy", "Medium", "Hard", "Extreme"),
 }
 
+UNLABELLED = "Unlabelled"  # level name of a start whose level the annotation does not give
+
 DEFAULT_START_YAWS = (0.0, 90.0, 180.0, 270.0)
 
 PanoramaSource = Union[str, Path, np.ndarray, Callable[[], np.ndarray]]
@@ -49,7 +51,8 @@ class Task:
             through 0 when ``y0 > y1``.
         pitch_range: target ``(p0, p1)`` for HOS; ``None`` for HPS.
         start_yaws: the episode start directions (pitch always starts at 0).
-        levels: difficulty level of each start (``LEVEL_NAMES[kind][level]``).
+        levels: difficulty level of each start (``LEVEL_NAMES[kind][level]``), or
+            ``None`` for a start whose level is unknown (reported as ``Unlabelled``).
         metadata: free data (scene type, object category, exemplar path, ...).
             Privileged: agents never see it unless they declare so.
         panorama_id: tasks with the same id share one panorama (a suite sets it, e.g.
@@ -64,7 +67,7 @@ class Task:
     yaw_range: tuple[float, float]
     pitch_range: tuple[float, float] | None = None
     start_yaws: tuple[float, ...] = DEFAULT_START_YAWS
-    levels: tuple[int, ...] = (0, 0, 0, 0)
+    levels: tuple[int | None, ...] = (0, 0, 0, 0)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     panorama_id: str | None = None
 
@@ -96,10 +99,12 @@ class Task:
             )
         n_levels = len(LEVEL_NAMES[self.kind])
         for level in levels:
+            if level is None:
+                continue
             if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < n_levels:
                 raise TaskError(f"{name}: level {level!r} is not in 0..{n_levels - 1} for {self.kind}")
         object.__setattr__(self, "start_yaws", starts)
-        object.__setattr__(self, "levels", tuple(int(level) for level in levels))
+        object.__setattr__(self, "levels", tuple(None if level is None else int(level) for level in levels))
         if self.panorama_id is not None and not (isinstance(self.panorama_id, str) and self.panorama_id):
             raise TaskError(f"{name}: field 'panorama_id' must be None or a non-empty string, got {self.panorama_id!r}")
         if not (isinstance(self.panorama, (str, Path, np.ndarray)) or callable(self.panorama)):
@@ -113,7 +118,8 @@ class Task:
         return len(self.start_yaws)
 
     def level_name(self, start_index: int) -> str:
-        return LEVEL_NAMES[self.kind][self.levels[start_index]]
+        level = self.levels[start_index]
+        return UNLABELLED if level is None else LEVEL_NAMES[self.kind][level]
 
     def load_panorama(self) -> np.ndarray:
         """The panorama as ``(H, 2H, 3)`` uint8 RGB (read or generated on each call)."""
