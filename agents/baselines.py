@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from panoseek.agents.base import rotate, submit
+from panoseek.envs.agent import rotate, submit
 from panoseek.agents.scorers import Scorer, resolve_scorer
 from panoseek.envs.geometry import (
     AngularWindow, camera_rays, clamp_pitch, rotation_matrix, vector_to_lonlat, wrap_yaw, yaw_delta,
@@ -127,19 +127,20 @@ class SweepAgent:
 class OracleAgent:
     """Submits the centre of the judged target at once: the harness's upper bound.
 
-    It declares ``wants_privileged = True``, so the runner hands it the target ranges;
-    any episode it fails is a bug in the judge, the runner or the suite.
+    It declares the ``"target"`` privilege, so the runner hands it the target ranges
+    (and marks its runs privileged); any episode it fails is a bug in the judge, the
+    runner or the suite.
     """
 
-    wants_privileged = True
+    privileges = ("target",)
 
     def __init__(self) -> None:
         self._target: tuple[float, float] | None = None
 
     def reset(self, task_info: dict[str, Any]) -> None:
-        privileged = task_info.get("privileged")
+        privileged = task_info.get("target")
         if not privileged or "yaw_range" not in privileged:
-            raise ValueError("the oracle needs task_info['privileged']['yaw_range'] (run it through the runner)")
+            raise ValueError("the oracle needs task_info['target']['yaw_range'] (run it through the runner)")
         # The window centres do not depend on the tolerance, so 0 stands in for it.
         yaw = AngularWindow.from_yaw_range(*privileged["yaw_range"], tolerance=0.0).centre
         pitch_range = privileged.get("pitch_range")

@@ -22,7 +22,7 @@ The thresholds were set on ``synth:val`` (never on the test split): at 0.65 a
 foveal false alarm is rare, so the agent prefers to look around and compare
 candidates rather than submit the first look-alike it meets.
 
-It needs the exemplar (``wants_exemplar = True``), which only suites that render
+It needs the exemplar (it declares the ``"exemplar"`` privilege), which only suites that render
 their objects provide (``synth:``); on other suites an HOS episode is refused with an
 error. Path search (HPS) has no object to match: the agent then behaves exactly like
 the ``sweep`` baseline (scan, submit the best-scoring spot), which cannot read signs.
@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from panoseek.agents.base import rotate, submit
+from panoseek.envs.agent import rotate, submit
 from panoseek.agents.baselines import DEFAULT_PATTERN, SweepAgent
 from panoseek.agents.foveation import Foveator, eccentricity_deg
 from panoseek.agents.similarity import TemplateMatcher
@@ -56,7 +56,7 @@ class FoveatedAgent:
         inhibition_deg: radius around each fixation suppressed afterwards.
     """
 
-    wants_exemplar = True
+    privileges = ("exemplar",)
 
     def __init__(self, confidence: float = 0.65, lead: float = 0.5, fovea_deg: float = 10.0, inhibition_deg: float = 10.0) -> None:
         if not 0.0 < lead <= confidence <= 1.0:
@@ -84,7 +84,7 @@ class FoveatedAgent:
         exemplar = task_info.get("exemplar")
         if exemplar is None:
             raise ValueError(
-                f"foveated agent: task {task_info.get('task_id')!r} comes without an exemplar picture of its target; "
+                "foveated agent: this task comes without an exemplar picture of its target; "
                 "only suites that render their objects (synth:...) provide one"
             )
         fov_deg = float(task_info.get("fov_deg", 100.0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-from panoseek.agents.base import Agent
+from panoseek.envs.agent import Agent
 
 # name -> "module:factory" inside panoseek.agents (imported only when asked for, so
 # naming an agent never pays for another agent's dependencies).

@@ -13,6 +13,7 @@ parser judges it, so an unparseable reply is an invalid action, never a crash.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -204,8 +205,9 @@ class VLMAgent:
     """Multi-turn search agent over an image-text-to-text model (the built-in agent ``vlm``).
 
     Args:
-        model: a local model folder, or an already loaded :class:`VLMPolicy` (shared
-            between agents and with :class:`panoseek.agents.batched.BatchedVLMRunner`).
+        model: a local model folder (loaded once per process and shared by every agent
+            built with the same options, since the runner builds one agent per episode),
+            or an already loaded :class:`VLMPolicy`.
         dtype, device, max_pixels: how to load the folder (see :func:`load_vlm`);
             ``max_pixels`` caps the pixels of each view as the processor resizes it,
             hence its image tokens (Qwen-family processors).
@@ -233,8 +235,8 @@ class VLMAgent:
         if isinstance(model, VLMPolicy):
             self.policy = model
         else:
-            self.policy = VLMPolicy.from_pretrained(
-                model,
+            self.policy = shared_policy(
+                str(Path(model).expanduser().resolve()),
                 dtype=dtype,
                 device=device,
                 max_pixels=None if max_pixels is None else int(max_pixels),
@@ -253,10 +255,33 @@ class VLMAgent:
         self.seed = int(task_info.get("seed", 0))
 
     def act(self, observation: dict[str, Any]) -> str:
-        if self.chat is None:
-            raise RuntimeError("act() before reset()")
-        self.chat.observe(observation)
-        reply = self.policy.generate([self.chat], seed=self.seed + len(self.chat.turns))[0]
-        self.chat.reply(reply)
-        self.last_action = parse_action(reply, prompt_format=self.prompt_format)
-        return reply
+        return VLMAgent.act_batch([self], [observation])[0]
+
+    @staticmethod
+    def act_batch(agents: Sequence["VLMAgent"], observations: Sequence[dict[str, Any]]) -> list[str]:
+        """One reply per agent; agents sharing a policy are answered by one ``generate`` call.
+
+        Greedy replies equal one-at-a-time ones. When sampling, a batch draws from one
+        generator seeded by its first agent, so sampled replies depend on the batch.
+        """
+        replies: list[str] = [""] * len(agents)
+        by_policy: dict[int, list[int]] = {}
+        for index, agent in enumerate(agents):
+            if agent.chat is None:
+                raise RuntimeError("act() before reset()")
+            agent.chat.observe(observations[index])
+            by_policy.setdefault(id(agent.policy), []).append(index)
+        for indices in by_policy.values():
+            first = agents[indices[0]]
+            outputs = first.policy.generate([agents[i].chat for i in indices], seed=first.seed + len(first.chat.turns))
+            for index, reply in zip(indices, outputs):
+                agents[index].chat.reply(reply)
+                agents[index].last_action = parse_action(reply, prompt_format=agents[index].prompt_format)
+                replies[index] = reply
+        return replies
+
+
+@functools.lru_cache(maxsize=2)
+def shared_policy(path: str, **options: Any) -> VLMPolicy:
+    """The policy of a model folder with these options, loaded once per process."""
+    return VLMPolicy.from_pretrained(path, **options)

@@ -4,9 +4,9 @@ Prints two figures for the performance goals of ``panoseek eval``:
 
 1. **Harness overhead per step**: episodes played in one process; from each record,
    ``total - render - agent`` (render includes decoding or generating the panorama),
-   divided by the steps. Measured alongside a bare loop over the same episodes
-   (``env.reset``/``env.step`` with the same agent, no records), in the same run.
-   Goal: at most 1 ms per step.
+   divided by the steps. Measured alongside the rollout loop alone over the same
+   episodes (:func:`panoseek.envs.rollout.play` with the same agent, no runner, no
+   files), in the same run. Goal: at most 1 ms per step.
 2. **Whole-suite time**: ``panoseek eval`` on the suite with K workers, wall clock.
    Goal: ``synth:test`` (4,000 episodes) with ``sweep`` in at most 10 minutes with 2
    workers. With ``--limit`` the time for the full suite is extrapolated (and says so).
@@ -25,36 +25,21 @@ import time
 from pathlib import Path
 
 from panoseek.agents.registry import make_agent
-from panoseek.envs.benchmark import EpisodeSettings, make_env, plan_episodes, run_benchmark
-from panoseek.envs.protocol import parse_action
-from panoseek.envs.records import read_episodes
+from panoseek.envs.eval.records import read_episodes
+from panoseek.envs.eval.runner import make_env, plan_episodes, run_benchmark
+from panoseek.envs.rollout import EpisodeSettings, play
 from panoseek.scenes import load_suite
 
 
-def bare_loop(tasks, agent, episodes, settings: EpisodeSettings) -> dict[str, float]:
-    """The same episodes with env and agent alone (no runner, no records): the baseline."""
+def loop_alone(tasks, agent_name: str, episodes, settings: EpisodeSettings) -> dict[str, float]:
+    """The same episodes through the rollout loop alone (no runner, no records): the baseline."""
     env = make_env(tasks, settings)
-    steps, agent_s = 0, 0.0
     start = time.perf_counter()
-    for episode in episodes:
-        observation, info = env.reset(seed=0, options={"task_index": episode.task_index, "start_index": episode.start_index})
-        task = tasks[episode.task_index]
-        tick = time.perf_counter()
-        agent.reset({"task_id": task.id, "kind": task.kind, "instruction": task.instruction,
-                     "start_yaw": task.start_yaws[episode.start_index], "view_size": settings.view_size,
-                     "fov_deg": settings.fov_deg, "max_turns": settings.max_turns, "seed": 0,
-                     "privileged": {"yaw_range": task.yaw_range, "pitch_range": task.pitch_range}})
-        agent_s += time.perf_counter() - tick
-        done, turn = False, 0
-        while not done:
-            tick = time.perf_counter()
-            raw = agent.act({**observation, "turn": turn, "feedback": ""})
-            agent_s += time.perf_counter() - tick
-            action = parse_action(raw) if isinstance(raw, str) else env.parse_structured(raw)
-            observation, _, terminated, truncated, info = env.step_parsed(action)
-            done, turn, steps = terminated or truncated, turn + 1, steps + 1
+    rollouts = [play([env], [make_agent(agent_name)], [episode.spec], keep_turns=False)[0] for episode in episodes]
     wall = time.perf_counter() - start
-    return {"wall": wall, "steps": steps, "render": env.render_seconds, "agent": agent_s}
+    steps = sum(r.record["turns"] for r in rollouts)
+    agent = sum(r.record["timings"]["agent_s"] for r in rollouts)
+    return {"wall": wall, "steps": steps, "render": env.timings["render_s"], "agent": agent}
 
 
 def overhead(spec: str, agent_name: str, n_episodes: int, settings: EpisodeSettings) -> None:
@@ -68,8 +53,8 @@ def overhead(spec: str, agent_name: str, n_episodes: int, settings: EpisodeSetti
         tasks.append(task)
         count += task.n_starts
     episodes = plan_episodes(tasks)
-    bare_loop(tasks, make_agent(agent_name), episodes, settings)  # warm-up: caches, imports
-    bare = bare_loop(tasks, make_agent(agent_name), episodes, settings)
+    loop_alone(tasks, agent_name, episodes, settings)  # warm-up: caches, imports
+    bare = loop_alone(tasks, agent_name, episodes, settings)
     with tempfile.TemporaryDirectory() as folder:
         run_benchmark(tasks, functools.partial(make_agent, agent_name), folder,
                       run_info={"suite": spec, "agent": agent_name}, settings=settings, progress=False)
@@ -89,7 +74,7 @@ def overhead(spec: str, agent_name: str, n_episodes: int, settings: EpisodeSetti
           f" + agent {agent * ms:.2f} + env other {(env - render) * ms:.2f} + runner {(total - agent - env) * ms:.2f}")
     print(f"  harness overhead (total - render - load - agent): {harness:.3f} ms/step "
           f"(median over episodes {1000 * statistics.median(per_step):.3f}); goal <= 1 ms")
-    print(f"  baseline, bare env.step loop with the same agent (no runner, no records): {baseline:.3f} ms/step "
+    print(f"  baseline, the rollout loop alone with the same agent (no runner, no records): {baseline:.3f} ms/step "
           f"beyond render and agent; the runner adds {harness - baseline:+.3f} ms/step to it")
 
 

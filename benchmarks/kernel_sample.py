@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kernel_timing import device_line, fmt, measure, ratio, write_json  # noqa: E402
 
-from panoseek.kernels import sample_equirect  # noqa: E402
+from panoseek.envs.render_torch import render_views_torch  # noqa: E402
 
 
 def main() -> int:
@@ -49,7 +49,7 @@ def main() -> int:
         index = torch.arange(n_views, device=device) % n_panos
 
         def run(backend):
-            return lambda: sample_equirect(panoramas, yaw, pitch, size=size, pano_index=index, backend=backend)
+            return lambda: render_views_torch(panoramas, yaw, pitch, size=size, pano_index=index, backend=backend)
 
         base = measure(run("torch"), device)
         ours = measure(run("auto"), device)

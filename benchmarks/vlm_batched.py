@@ -1,9 +1,10 @@
 """Episodes per second of the language agent: lock-step batches vs one episode at a time.
 
 Builds the tiny Qwen2.5-VL model offline, plays the same B episodes (text actions,
-greedy decoding) once with ``VLMAgent`` one episode at a time and once with
-``BatchedVLMRunner`` in one lock-step batch, checks that both produced exactly the
-same replies, and prints both rates and their ratio (goal: >= 3x at B = 16 on CPU).
+greedy decoding) through the rollout loop (:func:`panoseek.envs.rollout.play`) once one
+episode at a time and once as one lock-step batch (``VLMAgent.act_batch``: one
+``generate`` call per turn), checks that both produced exactly the same replies, and
+prints both rates and their ratio (goal: >= 3x at B = 16 on CPU).
 
     python benchmarks/vlm_batched.py [--episodes 16] [--size S] [--max-turns 4]
 """
@@ -17,12 +18,11 @@ import time
 import numpy as np
 import torch
 
-from panoseek.agents.batched import BatchedVLMRunner
 from panoseek.agents.tiny_model import build_tiny_model
 from panoseek.agents.vlm import VLMAgent, VLMPolicy
 from panoseek.envs.env import PanoramaSearchEnv
+from panoseek.envs.rollout import episode_spec, play
 from panoseek.envs.task import HOS, HPS, Task
-from panoseek.envs.wrappers import TextActions
 
 
 def panorama(seed: int, width: int = 512) -> np.ndarray:
@@ -47,20 +47,8 @@ def make_tasks(count: int) -> list[Task]:
     return tasks
 
 
-def play_one_at_a_time(policy: VLMPolicy, env, options, history: int) -> list[list[str]]:
-    """Each episode alone with a ``VLMAgent`` (the same policy object), in one environment."""
-    all_replies = []
-    for seed, option in enumerate(options):
-        agent = VLMAgent(policy, history=history)
-        observation, info = env.reset(seed=seed, options=option)
-        agent.reset({"kind": info["kind"], "instruction": str(observation["instruction"]), "seed": seed})
-        replies, feedback, done = [], "", False
-        while not done:
-            replies.append(agent.act({**observation, "feedback": feedback}))
-            observation, _, terminated, truncated, info = env.step(replies[-1])
-            feedback, done = info["feedback"], terminated or truncated
-        all_replies.append(replies)
-    return all_replies
+def replies(rollouts) -> list[list[str]]:
+    return [[turn.output for turn in rollout.turns] for rollout in rollouts]
 
 
 def main() -> None:
@@ -80,19 +68,19 @@ def main() -> None:
             build_tiny_model(folder, size=args.size), dtype="float32", max_new_tokens=args.max_new_tokens
         )
     tasks = make_tasks(args.episodes)
-    options = [{"task_index": index, "start_index": 0} for index in range(args.episodes)]
+    specs = [episode_spec(task, index, 0, run_seed=0) for index, task in enumerate(tasks)]
+    envs = [PanoramaSearchEnv(tasks, max_turns=args.max_turns, diagnostics=True) for _ in specs]
 
-    def make_env():
-        return TextActions(PanoramaSearchEnv(tasks, max_turns=args.max_turns))
+    def agents(count: int) -> list[VLMAgent]:
+        return [VLMAgent(policy, history=args.history) for _ in range(count)]
 
-    play_one_at_a_time(policy, make_env(), options[:1], args.history)  # warm-up
+    play(envs[:1], agents(1), specs[:1])  # warm-up
     start = time.perf_counter()
-    single = play_one_at_a_time(policy, make_env(), options, args.history)
+    single = [replies(play(envs[:1], agents(1), [spec]))[0] for spec in specs]
     single_s = time.perf_counter() - start
 
-    runner = BatchedVLMRunner(policy, history=args.history, batch_size=args.episodes)
     start = time.perf_counter()
-    batched = [record.replies for record in runner.run(make_env, options)]
+    batched = replies(play(envs, agents(len(specs)), specs))
     batched_s = time.perf_counter() - start
 
     assert batched == single, "batched and one-at-a-time greedy replies differ"

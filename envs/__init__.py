@@ -1,4 +1,6 @@
-"""panoseek.envs: the engine (geometry, renderer, tasks, protocol, environment, runner).
+"""panoseek.envs: the engine (geometry, renderer, tasks, protocol, environment, rollout loop).
+
+The evaluation harness built on it is the subpackage :mod:`panoseek.envs.eval`.
 
 Public names are loaded lazily so ``import panoseek.envs`` stays cheap and workers
 that only need geometry do not pay for the environment's imports.
@@ -6,7 +8,7 @@ that only need geometry do not pay for the environment's imports.
 
 from __future__ import annotations
 
-from panoseek.lazy import lazy_getattr
+from panoseek.envs.lazy import lazy_getattr
 
 _EXPORTS = {
     # name: module inside panoseek.envs
@@ -24,6 +26,9 @@ _EXPORTS = {
     "PreparedPanorama": "render",
     "render_views_torch": "render_torch",
     "parse_action": "protocol",
+    "parse_structured": "protocol",
+    "check_action": "protocol",
+    "ActionProtocol": "protocol",
     "ParsedAction": "protocol",
     "feedback_text": "protocol",
     "format_action": "protocol",
@@ -34,16 +39,16 @@ _EXPORTS = {
     "PanoramaSearchEnv": "env",
     "TextActions": "wrappers",
     "DiscreteRotations": "wrappers",
-    "ReportError": "report",
-    "load_results": "report",
-    "write_report": "report",
-    "write_comparison": "report",
-    "run_benchmark": "benchmark",
-    "EpisodeSettings": "benchmark",
-    "read_episodes": "records",
-    "summarize": "records",
-    "merge_folders": "records",
-    "RecordsError": "records",
+    "Agent": "agent",
+    "TaskInfo": "agent",
+    "PRIVILEGES": "agent",
+    "rotate": "agent",
+    "submit": "agent",
+    "play": "rollout",
+    "take_turn": "rollout",
+    "EpisodeSettings": "rollout",
+    "EpisodeSpec": "rollout",
+    "Rollout": "rollout",
 }
 
 __all__ = sorted(_EXPORTS)

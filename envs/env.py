@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import string
+import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -14,13 +14,11 @@ import numpy as np
 from gymnasium import spaces
 
 from panoseek.envs import judge
-from panoseek.envs.geometry import clamp_pitch, wrap_yaw
+from panoseek.envs.geometry import clamp_pitch, project_to_view, wrap_yaw
 from panoseek.envs.prompts import feedback_message
-from panoseek.envs.protocol import INVALID, MAX_ANGLE, ROTATE, SUBMIT, ParsedAction, invalid
+from panoseek.envs.protocol import ANGLE_LIMIT, ROTATE, SUBMIT, parse_structured
 from panoseek.envs.render import PreparedPanorama, render_view
 from panoseek.envs.task import Task
-
-ACTION_LIMIT = 360.0  # bound of the angles Box; larger structured angles are invalid
 CROSSHAIR_COLOUR = (0, 255, 0)  # RGB green, as H* draws it
 
 
@@ -82,12 +80,16 @@ class PanoramaSearchEnv(gym.Env):
 
     ## Info
 
-    ``task_id``, ``kind``, ``level``, ``level_name``, ``turn``, ``heading`` (yaw, pitch),
-    ``valid_action``, ``action_error`` ("" when valid), ``success``, ``submitted``
-    (None or (yaw, pitch)), ``yaw_error`` / ``pitch_error`` (degrees by which the
+    ``task_id``, ``kind``, ``turn``, ``heading`` (yaw, pitch), ``valid_action``,
+    ``action_error`` ("" when valid), ``success`` and ``submitted`` (None or
+    (yaw, pitch)), ``feedback`` (the message a language agent is shown): what a person
+    playing the protocol learns. With ``diagnostics=True`` also the privileged values
+    (for evaluation records and training statistics, never for a benchmarked agent):
+    ``level``, ``level_name``, ``yaw_error`` / ``pitch_error`` (degrees by which the
     submitted direction, or the current heading before a submission, misses the target
     window: 0 inside; pitch 0 for HPS), ``yaw_offset`` / ``pitch_offset`` (degrees to
-    the window centres), ``feedback`` (the message a language agent is shown).
+    the window centres), ``target_in_view`` (whether the target's centre is inside the
+    current view).
 
     ## Arguments
 
@@ -95,7 +97,10 @@ class PanoramaSearchEnv(gym.Env):
     (width, height), ``fov_deg``, ``max_turns``, ``crosshair``, ``render_mode``
     (None or ``"rgb_array"``), ``distance_reward``, ``panorama_cache`` (how many
     decoded panoramas to keep, each as a ``PreparedPanorama``: 4 bytes a pixel; panoramas
-    are loaded lazily per task).
+    are loaded lazily per task), ``diagnostics``.
+
+    ``timings`` accumulates the seconds spent loading panoramas (``load_s``) and
+    rendering views (``render_s``, loading included), for the evaluation records.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -111,6 +116,7 @@ class PanoramaSearchEnv(gym.Env):
         render_mode: str | None = None,
         distance_reward: bool = False,
         panorama_cache: int = 4,
+        diagnostics: bool = False,
     ) -> None:
         self.tasks = _check_tasks(tasks)
         self.view_size = _check_view_size(view_size)
@@ -128,6 +134,8 @@ class PanoramaSearchEnv(gym.Env):
         self.render_mode = render_mode
         self.distance_reward = bool(distance_reward)
         self.panorama_cache = panorama_cache
+        self.diagnostics = bool(diagnostics)
+        self.timings = {"load_s": 0.0, "render_s": 0.0}
 
         width, height = self.view_size
         instructions = [task.instruction for task in self.tasks]
@@ -141,8 +149,8 @@ class PanoramaSearchEnv(gym.Env):
         )
         self.action_space = spaces.Dict(
             submit=spaces.Discrete(2),
-            yaw=spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (), np.float32),
-            pitch=spaces.Box(-ACTION_LIMIT, ACTION_LIMIT, (), np.float32),
+            yaw=spaces.Box(-ANGLE_LIMIT, ANGLE_LIMIT, (), np.float32),
+            pitch=spaces.Box(-ANGLE_LIMIT, ANGLE_LIMIT, (), np.float32),
         )
 
         self._panoramas: OrderedDict[int, PreparedPanorama] = OrderedDict()
@@ -202,22 +210,12 @@ class PanoramaSearchEnv(gym.Env):
         return self._observation(), self._info(valid=True, error="", feedback="")
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        """Rotate or submit (see the class docstring); invalid actions only use up a turn.
-
-        A :class:`~panoseek.envs.protocol.ParsedAction` is also accepted, so that the
-        text wrapper's parsed replies pass through any wrappers in between.
-        """
-        if isinstance(action, ParsedAction):
-            return self.step_parsed(action)
-        return self.step_parsed(self.parse_structured(action))
-
-    def step_parsed(self, action: ParsedAction) -> tuple[dict, float, bool, bool, dict]:
-        """Apply an already parsed action (the text wrapper's entry point)."""
+        """Rotate or submit (see the class docstring); an action outside the space only uses up a turn."""
         if self._task_index is None:
             raise RuntimeError("call reset() before step()")
         if self._done:
             raise RuntimeError("the episode is over: call reset() before step()")
-        action = _checked(action)
+        action = parse_structured(action)
         self._turn += 1
         reward, terminated = 0.0, False
         if action.kind == ROTATE:
@@ -227,9 +225,7 @@ class PanoramaSearchEnv(gym.Env):
         elif action.kind == SUBMIT:
             self._submitted = (wrap_yaw(action.yaw), float(action.pitch))
             terminated = True
-            reward = judge.final_reward(
-                self.task, *self._submitted, well_formed=action.well_formed, shaping=self.distance_reward
-            )
+            reward = judge.final_reward(self.task, *self._submitted, well_formed=True, shaping=self.distance_reward)
         truncated = not terminated and self._turn >= self.max_turns
         self._done = terminated or truncated
         feedback = feedback_message(action.valid, self._yaw, self._pitch, action.error, done=self._done)
@@ -244,46 +240,26 @@ class PanoramaSearchEnv(gym.Env):
 
     # ------------------------------------------------------------------ helpers
 
-    def parse_structured(self, action: Any) -> ParsedAction:
-        """Check a structured action against the action space; anything else is invalid."""
-        if not isinstance(action, Mapping) or set(action) != {"submit", "yaw", "pitch"}:
-            return invalid(f"expected a dict with keys 'submit', 'yaw' and 'pitch', got {_describe(action)}")
-        submit = action["submit"]
-        if isinstance(submit, np.ndarray) and submit.shape == ():
-            submit = submit.item()
-        if isinstance(submit, bool) or not isinstance(submit, (int, np.integer)) or submit not in (0, 1):
-            return invalid(f"'submit' must be 0 or 1, got {_describe(submit)}")
-        angles = []
-        for key in ("yaw", "pitch"):
-            value = action[key]
-            if isinstance(value, np.ndarray) and value.size == 1:
-                value = value.item()
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                return invalid(f"{key!r} must be a number, got {_describe(action[key])}")
-            if not math.isfinite(value) or abs(value) > ACTION_LIMIT:
-                return invalid(f"{key!r} must be a finite number in [-{ACTION_LIMIT:g}, {ACTION_LIMIT:g}], got {value!r}")
-            angles.append(float(value))
-        yaw, pitch = angles
-        if submit == 1 and not -90.0 <= pitch <= 90.0:
-            return invalid(f"submitted pitch {pitch:g} is outside [-90, 90]")
-        return ParsedAction(SUBMIT if submit == 1 else ROTATE, yaw, pitch, well_formed=True)
-
     def _panorama(self, task_index: int) -> PreparedPanorama:
         """Decoded panorama of a task, prepared for rendering, from a small least-recently-used cache."""
         if task_index in self._panoramas:
             self._panoramas.move_to_end(task_index)
         else:
+            start = time.perf_counter()
             self._panoramas[task_index] = PreparedPanorama(self.tasks[task_index].load_panorama())
+            self.timings["load_s"] += time.perf_counter() - start
             while len(self._panoramas) > self.panorama_cache:
                 self._panoramas.popitem(last=False)
         return self._panoramas[task_index]
 
     def _render_current(self) -> np.ndarray:
+        start = time.perf_counter()
         view = render_view(
             self._panorama(self._task_index), self._yaw, self._pitch, fov_deg=self.fov_deg, size=self.view_size
         )
         if self.crosshair:
             _draw_crosshair(view)
+        self.timings["render_s"] += time.perf_counter() - start
         return view
 
     def _observation(self) -> dict:
@@ -295,45 +271,38 @@ class PanoramaSearchEnv(gym.Env):
 
     def _info(self, *, valid: bool, error: str, feedback: str) -> dict:
         task = self.task
-        judged = self._submitted if self._submitted is not None else (self._yaw, self._pitch)
-        yaw_error, pitch_error = judge.angular_errors(task, *judged)
-        yaw_offset, pitch_offset = judge.centre_offsets(task, *judged)
-        return {
+        info = {
             "task_id": task.id,
             "kind": task.kind,
-            "level": task.levels[self._start_index],
-            "level_name": task.level_name(self._start_index),
             "turn": self._turn,
             "heading": (self._yaw, self._pitch),
             "valid_action": valid,
             "action_error": error,
             "success": self._submitted is not None and judge.is_success(task, *self._submitted),
             "submitted": self._submitted,
-            "yaw_error": yaw_error,
-            "pitch_error": pitch_error,
-            "yaw_offset": yaw_offset,
-            "pitch_offset": pitch_offset,
             "feedback": feedback,
         }
+        if self.diagnostics:
+            judged = self._submitted if self._submitted is not None else (self._yaw, self._pitch)
+            yaw_error, pitch_error = judge.angular_errors(task, *judged)
+            yaw_offset, pitch_offset = judge.centre_offsets(task, *judged)
+            info.update(
+                level=task.levels[self._start_index], level_name=task.level_name(self._start_index),
+                yaw_error=yaw_error, pitch_error=pitch_error, yaw_offset=yaw_offset, pitch_offset=pitch_offset,
+                target_in_view=self._target_in_view(),
+            )
+        return info
 
-
-def _checked(action: ParsedAction) -> ParsedAction:
-    """A parsed action made by hand (not by the parser) gets the parser's checks too."""
-    if not isinstance(action, ParsedAction):
-        return invalid(f"expected a ParsedAction, got {_describe(action)}")
-    if action.kind == INVALID:
-        return action
-    if action.kind not in (ROTATE, SUBMIT):
-        return invalid(f"unknown action kind {_describe(action.kind)}")
-    try:
-        yaw, pitch = float(action.yaw), float(action.pitch)
-    except (TypeError, ValueError):
-        return invalid(f"angles ({_describe(action.yaw)}, {_describe(action.pitch)}) are not numbers")
-    if not all(math.isfinite(a) and abs(a) <= MAX_ANGLE for a in (yaw, pitch)):
-        return invalid(f"angles ({yaw:g}, {pitch:g}) are not finite numbers of at most {MAX_ANGLE:g} degrees")
-    if action.kind == SUBMIT and not -90.0 <= pitch <= 90.0:
-        return invalid(f"submitted pitch {pitch:g} is outside [-90, 90]")
-    return ParsedAction(action.kind, yaw, pitch, well_formed=action.well_formed)
+    def _target_in_view(self) -> bool:
+        """Whether the centre of the task's target projects inside the current view."""
+        task = self.task
+        window = judge.pitch_window(task)  # None for path search: the way to walk is level
+        pitch = 0.0 if window is None else window.centre
+        width, height = self.view_size
+        x, y, in_front = project_to_view(
+            judge.yaw_window(task).centre, pitch, self._yaw, self._pitch, self.fov_deg, width, height
+        )
+        return bool(in_front and -0.5 <= x <= width - 0.5 and -0.5 <= y <= height - 0.5)
 
 
 def _draw_crosshair(view: np.ndarray) -> None:
@@ -372,10 +341,3 @@ def _check_index(name: str, value: Any, size: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < size:
         raise ValueError(f"reset option {name!r} must be an integer in [0, {size}), got {value!r}")
     return int(value)
-
-
-def _describe(value: Any) -> str:
-    """Short description of a bad action value for the error message."""
-    text = ascii(value)
-    return text if len(text) <= 60 else text[:60] + "..."
-

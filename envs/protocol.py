@@ -12,21 +12,30 @@ format, the action name glued to its brackets, integer angles (spaces around the
 numbers are allowed, as H*'s ``int(x.strip())`` allows them). *Lenient* parsing also
 accepts a missing ``<think>``, any letter case, spaces anywhere in the action, decimal
 angles, a trailing full stop and an unclosed final ``<answer>`` (generation often
-stops on ``</answer>``). In both modes the angles must be finite and at most
-``MAX_ANGLE`` in size, and ``well_formed`` says whether the reply would pass strict
+stops on ``</answer>``). ``well_formed`` says whether the reply would pass strict
 parsing, which is what the format reward pays for.
 
-The parser is written with plain string searches and anchored regular expressions
-without nested repetition, so its cost is linear in the length of the text: a hostile
-1 MB reply cannot make it hang, and no input makes it raise.
+:func:`check_action` is the one action validator: the text parser, the environment's
+structured actions (:func:`parse_structured`) and every wrapper go through it, so an
+action is valid under one rule everywhere (finite angles of at most ``ANGLE_LIMIT``
+degrees, a submitted pitch in [-90, 90]). :class:`ActionProtocol` bundles how one agent
+speaks (its prompt format and strictness) and turns any agent output into a
+:class:`ParsedAction`.
+
+The parser is written with plain string searches and anchored regular expressions in
+which no two repetitions can match the same characters, so its cost is linear in the
+length of the text: a hostile 1 MB reply cannot make it hang, and no input makes it raise.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from panoseek.envs.geometry import clamp_pitch, wrap_yaw
 
@@ -34,14 +43,14 @@ ROTATE = "rotate"
 SUBMIT = "submit"
 INVALID = "invalid"
 PROMPT_FORMATS = ("free_think", "no_think", "grounding")
-MAX_ANGLE = 1e6  # larger angles are refused as absurd rather than wrapped
+ANGLE_LIMIT = 360.0  # |angle| bound of every action (the action space's Box); larger is invalid
 
 _STRICT_ACTION = re.compile(r"(rotate|submit)\(\s*([+-]?[0-9]+)\s*,\s*([+-]?[0-9]+)\s*\)", re.ASCII)
 _NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-_LENIENT_ACTION = re.compile(
-    rf"\s*(rotate|submit)\s*\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)\s*\.?\s*", re.ASCII | re.IGNORECASE
-)
-_ANSWER_TAG = re.compile(r"<\s*(/?)\s*answer\s*>", re.ASCII | re.IGNORECASE)
+# Matched against stripped text with any final full stop removed, so no two \s* stand
+# side by side (adjacent optional repeats backtrack quadratically on a failed match).
+_LENIENT_ACTION = re.compile(rf"(rotate|submit)\s*\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)", re.ASCII | re.IGNORECASE)
+_ANSWER_TAG = re.compile(r"<\s*(?:(/)\s*)?answer\s*>", re.ASCII | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -95,10 +104,84 @@ def parse_action(text: Any, *, strict: bool = False, prompt_format: str = "free_
     answer, tag_error = _lenient_answer(text)
     if answer is None:
         return invalid(tag_error)
-    match = _LENIENT_ACTION.fullmatch(answer)
+    body = answer.strip()
+    body = body[:-1].rstrip() if body.endswith(".") else body
+    match = _LENIENT_ACTION.fullmatch(body)
     if not match:
         return invalid(f"answer {_preview(answer)} is not rotate(dyaw,dpitch) or submit(yaw,pitch)")
     return _action(match, well_formed=False)
+
+
+def check_action(kind: str, yaw: float, pitch: float, *, well_formed: bool = True) -> ParsedAction:
+    """The one action validator: a rotate or submit with finite angles of at most
+    ``ANGLE_LIMIT`` degrees, a submitted pitch in [-90, 90]; anything else is invalid."""
+    if kind not in (ROTATE, SUBMIT):
+        return invalid(f"unknown action kind {_describe(kind)}")
+    for name, value in (("yaw", yaw), ("pitch", pitch)):
+        if not (math.isfinite(value) and abs(value) <= ANGLE_LIMIT):
+            return invalid(f"{name} {value:g} is not a finite angle in [-{ANGLE_LIMIT:g}, {ANGLE_LIMIT:g}] degrees")
+    if kind == SUBMIT and not -90.0 <= pitch <= 90.0:
+        return invalid(f"submitted pitch {pitch:g} is outside [-90, 90]")
+    return ParsedAction(kind, float(yaw), float(pitch), well_formed=well_formed)
+
+
+def parse_structured(action: Any) -> ParsedAction:
+    """A structured action ``{"submit": 0 or 1, "yaw": a, "pitch": b}`` as a parsed action.
+
+    Numbers are Python or numpy scalars (or 0-d arrays); bools, strings, other shapes
+    and ints too large for a float are invalid, never an exception. A structured action
+    is always well-formed (there is no text layout to get wrong).
+    """
+    if not isinstance(action, Mapping) or set(action) != {"submit", "yaw", "pitch"}:
+        return invalid(f"expected a dict with keys 'submit', 'yaw' and 'pitch', got {_describe(action)}")
+    submit = _scalar(action["submit"])
+    if isinstance(submit, bool) or not isinstance(submit, (int, np.integer)) or submit not in (0, 1):
+        return invalid(f"'submit' must be 0 or 1, got {_describe(action['submit'])}")
+    angles = []
+    for key in ("yaw", "pitch"):
+        value = _scalar(action[key])
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return invalid(f"{key!r} must be a number, got {_describe(action[key])}")
+        try:
+            angles.append(float(value))
+        except OverflowError:
+            return invalid(f"{key!r} {_describe(value)} is too large for an angle")
+    return check_action(SUBMIT if submit == 1 else ROTATE, *angles, well_formed=True)
+
+
+def as_structured(action: ParsedAction) -> dict[str, Any]:
+    """A parsed action as the environment's action-space dict; an invalid one has NaN angles
+    (outside the space), so the environment counts the turn and changes nothing."""
+    if not action.valid:
+        return {"submit": 0, "yaw": math.nan, "pitch": math.nan}
+    return {"submit": int(action.kind == SUBMIT), "yaw": action.yaw, "pitch": action.pitch}
+
+
+@dataclass(frozen=True)
+class ActionProtocol:
+    """How one agent speaks: its reply layout (``prompt_format``) and strict H* parsing or not.
+
+    :meth:`parse` reads any agent output: text through :func:`parse_action` in this
+    layout, a dict through :func:`parse_structured`, anything else as invalid.
+    """
+
+    prompt_format: str = "free_think"
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"unknown prompt format {self.prompt_format!r}; expected one of {PROMPT_FORMATS}")
+
+    def parse(self, output: Any) -> ParsedAction:
+        """The action an agent's output stands for; never raises, whatever the object does."""
+        try:
+            if isinstance(output, str):
+                return parse_action(str.__str__(output), strict=self.strict, prompt_format=self.prompt_format)
+            if isinstance(output, Mapping):
+                return parse_structured(output)
+        except Exception as error:  # noqa: BLE001 - a hostile mapping's keys(), items(), __eq__ ...
+            return invalid(f"unreadable {type(output).__name__} output ({type(error).__name__}: {_preview(str(error))})")
+        return invalid(f"an action must be a string or a dict, got {type(output).__name__}")
 
 
 def format_action(kind: str, yaw: float, pitch: float) -> str:
@@ -133,17 +216,8 @@ def feedback_text(yaw: float, pitch: float) -> str:
 
 
 def _action(match: re.Match, *, well_formed: bool) -> ParsedAction:
-    """Build the action from a matched ``name(a, b)``; refuse non-finite or absurd angles."""
-    kind = match.group(1).lower()
-    angles = []
-    for text in (match.group(2), match.group(3)):
-        value = float(text)  # the regex admits only decimal literals; too large gives inf
-        if not math.isfinite(value) or abs(value) > MAX_ANGLE:
-            return invalid(f"angle {_preview(text)} is not a finite number of at most {MAX_ANGLE:g} degrees")
-        angles.append(value)
-    if kind == SUBMIT and not -90.0 <= angles[1] <= 90.0:
-        return invalid(f"submitted pitch {angles[1]:g} is outside [-90, 90]")
-    return ParsedAction(kind, angles[0], angles[1], well_formed=well_formed)
+    """Build the action from a matched ``name(a, b)`` (decimal literals only; huge ones give inf)."""
+    return check_action(match.group(1).lower(), float(match.group(2)), float(match.group(3)), well_formed=well_formed)
 
 
 def _strict_answer(text: str, prompt_format: str) -> tuple[str | None, str]:
@@ -191,6 +265,17 @@ def _lenient_answer(text: str) -> tuple[str | None, str]:
         return None, "reply has nested or unbalanced <answer> tags"
     end = closes[0].start() if closes else len(text)
     return text[last_open.end() : end], ""
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d numpy array as its item; anything else unchanged (other shapes stay invalid)."""
+    return value.item() if isinstance(value, np.ndarray) and value.shape == () else value
+
+
+def _describe(value: Any) -> str:
+    """Short description of a bad action value for an error message."""
+    text = ascii(value)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 def _preview(text: str, limit: int = 40) -> str:

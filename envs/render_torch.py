@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from panoseek.envs import geometry
 from panoseek.kernels.equirect_sampling import sample_equirect
 
 
@@ -25,19 +26,35 @@ def render_views_torch(
     *,
     fov_deg: float = 100.0,
     size: tuple[int, int] = (448, 252),
+    pano_index: Sequence[int] | torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
-    """Render ``(B, height, width, 3)`` uint8 views on the panoramas' device.
+    """Render ``(B, height, width, C)`` views on the panoramas' device.
 
-    ``panoramas`` is one ``(H, 2H, 3)`` uint8 panorama (every view looks into it) or a
-    batch ``(B, H, 2H, 3)`` (view ``i`` looks into panorama ``i``); numpy arrays are
-    accepted. ``yaw``/``pitch`` are degrees, one per view; scalars broadcast.
+    ``panoramas`` is one ``(H, 2H, C)`` panorama (every view looks into it) or a batch
+    ``(P, H, 2H, C)``, uint8 (rounded uint8 views) or float; numpy arrays are accepted.
+    ``yaw``/``pitch`` are degrees, one per view (scalars broadcast): yaw wraps, pitch is
+    clamped to [-90, 90]. ``pano_index[i]`` names the panorama of view ``i`` (default:
+    panorama 0 for one panorama, panorama ``i`` for one per view). ``backend`` is the
+    kernel dispatcher's (``auto``, ``triton``, ``torch``).
     """
     if isinstance(panoramas, np.ndarray):
         panoramas = torch.from_numpy(np.ascontiguousarray(panoramas))
-    if not isinstance(panoramas, torch.Tensor) or panoramas.dtype != torch.uint8 or panoramas.ndim not in (3, 4):
-        shape = tuple(getattr(panoramas, "shape", ()))
-        dtype = getattr(panoramas, "dtype", type(panoramas).__name__)
-        raise ValueError(f"panoramas must be uint8 (H, 2H, 3) or (B, H, 2H, 3), got shape {shape} dtype {dtype}")
-    if panoramas.shape[-1] != 3:
-        raise ValueError(f"panoramas must have 3 (RGB) channels, got shape {tuple(panoramas.shape)}")
-    return sample_equirect(panoramas, yaw, pitch, fov_deg=fov_deg, size=size)
+    yaw = np.atleast_1d(np.asarray(torch.as_tensor(yaw, dtype=torch.float64).cpu(), dtype=np.float64))
+    pitch = np.atleast_1d(np.asarray(torch.as_tensor(pitch, dtype=torch.float64).cpu(), dtype=np.float64))
+    if yaw.ndim != 1 or pitch.ndim != 1:
+        raise ValueError(f"yaw and pitch must be scalars or 1-D, got shapes {yaw.shape} and {pitch.shape}")
+    try:
+        yaw, pitch = np.broadcast_arrays(yaw, pitch)
+    except ValueError:
+        raise ValueError(f"yaw ({yaw.size}) and pitch ({pitch.size}) must have one value per view") from None
+    for name, values in (("yaw", yaw), ("pitch", pitch)):
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} must be finite, got {values[~np.isfinite(values)][0]!r}")
+    if not (isinstance(fov_deg, (int, float)) and 0.0 < fov_deg < 180.0):
+        raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg!r}")
+    if not (len(size) == 2 and all(isinstance(s, (int, np.integer)) and s > 0 for s in size)):
+        raise ValueError(f"size must be (width, height) with positive integers, got {size!r}")
+    rotations = geometry.rotation_matrices(geometry.wrap_yaw(yaw), geometry.clamp_pitch(pitch)).reshape(-1, 3, 3)
+    focal = geometry.focal_length_px(float(fov_deg), int(size[0]))
+    return sample_equirect(panoramas, rotations, focal, size=size, pano_index=pano_index, backend=backend)

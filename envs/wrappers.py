@@ -15,8 +15,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from panoseek.envs.protocol import PROMPT_FORMATS, ParsedAction, feedback_text, invalid, parse_action
+from panoseek.envs.agent import rotate, submit
+from panoseek.envs.protocol import ActionProtocol, feedback_text
 from panoseek.envs.prompts import task_prompt
+from panoseek.envs.rollout import take_turn
 from panoseek.envs.task import Task
 
 MAX_REPLY_LENGTH = 8192  # nominal bound of the Text action space; longer replies are still parsed
@@ -48,15 +50,18 @@ class TextActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     ``strict``: parse as H* does (integers, exact tags) instead of leniently.
     ``prompt_format``: ``"free_think"``, ``"no_think"`` or ``"grounding"``.
+
+    ``step`` is the rollout loop's own turn (:func:`~panoseek.envs.rollout.take_turn`), so
+    a reply earns here exactly what it earns under ``panoseek eval``.
     """
 
     def __init__(self, env: gym.Env, *, strict: bool = False, prompt_format: str = "free_think") -> None:
-        if prompt_format not in PROMPT_FORMATS:
-            raise ValueError(f"unknown prompt format {prompt_format!r}; expected one of {PROMPT_FORMATS}")
+        protocol = ActionProtocol(prompt_format=prompt_format, strict=bool(strict))
         gym.utils.RecordConstructorArgs.__init__(self, strict=strict, prompt_format=prompt_format)
         gym.Wrapper.__init__(self, env)
-        self.strict = bool(strict)
-        self.prompt_format = prompt_format
+        self.protocol = protocol
+        self.strict = protocol.strict
+        self.prompt_format = protocol.prompt_format
         tasks = env.get_wrapper_attr("tasks")
         longest = max(len(opening_prompt(task, 359.0, -90.0, prompt_format)) for task in tasks)
         instruction_space = env.observation_space["instruction"]
@@ -76,9 +81,7 @@ class TextActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return {**obs, "prompt": opening_prompt(task, yaw, pitch, self.prompt_format)}, info
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        parsed = parse_action(action, strict=self.strict, prompt_format=self.prompt_format)
-        obs, reward, terminated, truncated, info = self.env.step(parsed)
-        info["well_formed"] = parsed.well_formed
+        obs, reward, terminated, truncated, info, _ = take_turn(self.env, action, self.protocol)
         return {**obs, "prompt": info["feedback"]}, reward, terminated, truncated, info
 
 
@@ -113,14 +116,27 @@ class DiscreteRotations(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         self._turns = list(turns.values())
         self.action_space = spaces.Discrete(len(self.action_names))
 
-    def action(self, action: Any) -> ParsedAction:
-        """Index -> the environment's action (a submit of the current heading or a turn)."""
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        """As ``ActionWrapper.step``; a value that is not an index is an invalid turn, named in ``info``."""
+        obs, reward, terminated, truncated, info = super().step(action)
+        if not self._is_index(action):
+            info = {**info, "action_error": f"discrete action must be an integer in [0, {self.action_space.n}), got {action!r}"}
+        return obs, reward, terminated, truncated, info
+
+    def action(self, action: Any) -> dict[str, Any]:
+        """Index -> the environment's action: a submit of the current heading or a turn.
+
+        A value that is not an index is mapped to an action outside the environment's
+        space (NaN angles), which the environment counts as an invalid turn.
+        """
+        if not self._is_index(action):
+            return rotate(float("nan"), float("nan"))
+        action = int(action)
+        if action == 0:
+            return submit(*self.env.get_wrapper_attr("heading"))
+        return rotate(*self._turns[action - 1])
+
+    def _is_index(self, action: Any) -> bool:
         if isinstance(action, np.ndarray) and action.shape == ():
             action = action.item()
-        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= action < self.action_space.n:
-            return invalid(f"discrete action must be an integer in [0, {self.action_space.n}), got {action!r}")
-        if action == 0:
-            yaw, pitch = self.env.get_wrapper_attr("heading")
-            return ParsedAction("submit", yaw, pitch, well_formed=True)
-        dyaw, dpitch = self._turns[action - 1]
-        return ParsedAction("rotate", float(dyaw), float(dpitch), well_formed=True)
+        return not isinstance(action, bool) and isinstance(action, (int, np.integer)) and 0 <= action < self.action_space.n

@@ -12,7 +12,8 @@ The transformers attention function lives in ``panoseek.kernels.hf_attention``.
 
 from __future__ import annotations
 
-from panoseek.lazy import lazy_getattr
+import importlib
+from typing import Any
 
 _EXPORTS = {
     "attention_with_map": "attention_map",
@@ -23,4 +24,14 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562). Written out here rather than
+    shared, because kernels is a leaf that imports nothing of the project."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

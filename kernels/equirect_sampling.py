@@ -3,9 +3,12 @@
 A vectorised environment renders hundreds of head poses per step. On the CPU,
 ``panoseek.envs.render.render_view`` draws one view at a time with OpenCV;
 :func:`sample_equirect` draws a whole batch, from one panorama or from many, with the
-same camera and sampling rules: pinhole camera with horizontal field of view
-``fov_deg``, bilinear interpolation, columns wrapping through the 0/360 seam, rows
-clamped at the poles.
+same camera and sampling rules: pinhole camera (rays through pixel centres, at +0.5),
+bilinear interpolation, columns wrapping through the 0/360 seam, rows clamped at the
+poles. The kernels package imports nothing of the project, so the caller passes the
+head poses as rotation matrices and the camera as its focal length in pixels
+(:func:`panoseek.envs.render_torch.render_views_torch` does that from yaw, pitch and
+field of view with the engine's geometry).
 """
 
 from __future__ import annotations
@@ -17,42 +20,44 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from panoseek.envs import geometry
 from panoseek.kernels.dispatch import choose_backend
 
 
 def sample_equirect(
     panoramas: torch.Tensor,
-    yaw: float | Sequence[float] | torch.Tensor,
-    pitch: float | Sequence[float] | torch.Tensor,
+    rotations: torch.Tensor | np.ndarray,
+    focal_px: float,
     *,
-    fov_deg: float = 100.0,
     size: tuple[int, int] = (448, 252),
     pano_index: Sequence[int] | torch.Tensor | None = None,
     backend: str = "auto",
 ) -> torch.Tensor:
     """Render ``[views, height, width, channels]`` from ``panoramas`` ``[P, H, W, C]`` (or ``[H, W, C]``).
 
-    ``yaw``/``pitch`` (degrees, one per view; scalars broadcast) follow DESIGN.md: yaw
-    wraps, pitch is clamped to [-90, 90]. ``pano_index[i]`` names the panorama of view
-    ``i``; by default every view uses panorama 0 when ``P == 1`` and view ``i`` uses
-    panorama ``i`` when ``P`` equals the number of views. ``size`` is (width, height).
-    uint8 panoramas give rounded uint8 views; float panoramas give float views.
+    ``rotations`` ``[views, 3, 3]`` turns camera rays (x right, y up, z forward) into
+    world directions, one matrix per view. ``focal_px`` is the pinhole focal length in
+    pixels. ``pano_index[i]`` names the panorama of view ``i``; by default every view
+    uses panorama 0 when ``P == 1`` and view ``i`` uses panorama ``i`` when ``P``
+    equals the number of views. ``size`` is (width, height). uint8 panoramas give
+    rounded uint8 views; float panoramas give float views.
     """
-    panoramas, view_pano, yaw, pitch = _validate(panoramas, yaw, pitch, fov_deg, size, pano_index)
-    rotations = torch.as_tensor(
-        geometry.rotation_matrices(geometry.wrap_yaw(yaw), geometry.clamp_pitch(pitch)).reshape(-1, 9),
-        dtype=torch.float32, device=panoramas.device,
-    )
+    panoramas, view_pano, rotations = _validate(panoramas, rotations, focal_px, size, pano_index)
     if choose_backend(backend, panoramas) == "triton":
         from panoseek.kernels.equirect_sampling_triton import sample_views_triton
 
-        return sample_views_triton(panoramas.contiguous(), view_pano, rotations, float(fov_deg), size)
-    return sample_equirect_reference(panoramas, view_pano, rotations, float(fov_deg), size)
+        return sample_views_triton(panoramas.contiguous(), view_pano, rotations, float(focal_px), size)
+    return sample_equirect_reference(panoramas, view_pano, rotations, float(focal_px), size)
+
+
+def _camera_rays(focal_px: float, width: int, height: int, device: torch.device) -> torch.Tensor:
+    """Unnormalised rays through the pixel centres, ``[height, width, 3]`` (x right, y up, z = 1)."""
+    xs = (torch.arange(width, dtype=torch.float32, device=device) + 0.5 - width / 2.0) / focal_px
+    ys = -(torch.arange(height, dtype=torch.float32, device=device) + 0.5 - height / 2.0) / focal_px
+    return torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None], torch.ones((), device=device)), dim=-1)
 
 
 def sample_equirect_reference(
-    panoramas: torch.Tensor, view_pano: torch.Tensor, rotations: torch.Tensor, fov_deg: float, size: tuple[int, int]
+    panoramas: torch.Tensor, view_pano: torch.Tensor, rotations: torch.Tensor, focal_px: float, size: tuple[int, int]
 ) -> torch.Tensor:
     """PyTorch path: per-pixel coordinates on the device, then one ``grid_sample`` per panorama.
 
@@ -63,9 +68,9 @@ def sample_equirect_reference(
     n_views = view_pano.numel()
     pano_h, pano_w, channels = panoramas.shape[1:]
     device = panoramas.device
-    rays = torch.from_numpy(geometry.camera_rays(fov_deg, width, height).astype(np.float32)).to(device)
+    rays = _camera_rays(focal_px, width, height, device)
     world = torch.einsum("hwj,vij->vhwi", rays, rotations.view(n_views, 3, 3))
-    # geometry.vector_to_lonlat and lonlat_to_pixel, on device tensors.
+    # Direction -> longitude/latitude -> pixel, the equirectangular convention of DESIGN.md.
     lon = torch.atan2(world[..., 0], world[..., 2])
     lat = torch.atan2(world[..., 1], torch.hypot(world[..., 0], world[..., 2]))
     u = torch.remainder((lon / (2 * math.pi) + 0.5) * pano_w - 0.5, pano_w)
@@ -88,8 +93,8 @@ def sample_equirect_reference(
     return out
 
 
-def _validate(panoramas, yaw, pitch, fov_deg, size, pano_index) -> tuple:
-    """Check the arguments; return (panoramas [P, H, W, C], view_pano int64, yaw, pitch as float64 arrays)."""
+def _validate(panoramas, rotations, focal_px, size, pano_index) -> tuple:
+    """Check the arguments; return (panoramas [P, H, W, C], view_pano int64, rotations [V, 9] float32)."""
     if not isinstance(panoramas, torch.Tensor):
         raise ValueError(f"panoramas must be a torch tensor [P, H, W, C] or [H, W, C], got {type(panoramas).__name__}")
     if panoramas.ndim == 3:
@@ -98,22 +103,18 @@ def _validate(panoramas, yaw, pitch, fov_deg, size, pano_index) -> tuple:
         raise ValueError(f"panoramas must be [P, H, 2H, C] equirectangular images, got shape {tuple(panoramas.shape)}")
     if panoramas.dtype != torch.uint8 and not panoramas.is_floating_point():
         raise ValueError(f"panoramas must be uint8 or floating, got {panoramas.dtype}")
-    yaw = np.atleast_1d(np.asarray(torch.as_tensor(yaw, dtype=torch.float64).cpu(), dtype=np.float64))
-    pitch = np.atleast_1d(np.asarray(torch.as_tensor(pitch, dtype=torch.float64).cpu(), dtype=np.float64))
-    if yaw.ndim != 1 or pitch.ndim != 1:
-        raise ValueError(f"yaw and pitch must be scalars or 1-D, got shapes {yaw.shape} and {pitch.shape}")
-    try:
-        yaw, pitch = np.broadcast_arrays(yaw, pitch)
-    except ValueError:
-        raise ValueError(f"yaw ({yaw.size}) and pitch ({pitch.size}) must have one value per view") from None
-    for name, values in (("yaw", yaw), ("pitch", pitch)):
-        if not np.isfinite(values).all():
-            raise ValueError(f"{name} must be finite, got {values[~np.isfinite(values)][0]!r}")
-    if not (isinstance(fov_deg, (int, float)) and 0.0 < fov_deg < 180.0):
-        raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg!r}")
+    rotations = torch.as_tensor(rotations, dtype=torch.float32)
+    if rotations.ndim == 2:
+        rotations = rotations[None]
+    if rotations.ndim != 3 or tuple(rotations.shape[1:]) != (3, 3):
+        raise ValueError(f"rotations must be [views, 3, 3], got shape {tuple(rotations.shape)}")
+    if not torch.isfinite(rotations).all():
+        raise ValueError("rotations must be finite")
+    if isinstance(focal_px, bool) or not isinstance(focal_px, (int, float)) or not (math.isfinite(focal_px) and focal_px > 0):
+        raise ValueError(f"focal_px must be a positive number of pixels, got {focal_px!r}")
     if not (len(size) == 2 and all(isinstance(s, (int, np.integer)) and s > 0 for s in size)):
         raise ValueError(f"size must be (width, height) with positive integers, got {size!r}")
-    n_views, n_panos = yaw.size, panoramas.shape[0]
+    n_views, n_panos = rotations.shape[0], panoramas.shape[0]
     if pano_index is None:
         if n_panos not in (1, n_views):
             raise ValueError(f"{n_panos} panoramas for {n_views} views: pass pano_index to say which view uses which")
@@ -125,4 +126,4 @@ def _validate(panoramas, yaw, pitch, fov_deg, size, pano_index) -> tuple:
         bad = view_pano[(view_pano < 0) | (view_pano >= n_panos)]
         if bad.numel():
             raise ValueError(f"pano_index value {int(bad[0])} is out of range for {n_panos} panoramas")
-    return panoramas, view_pano.to(panoramas.device), yaw, pitch
+    return panoramas, view_pano.to(panoramas.device), rotations.reshape(-1, 9).to(panoramas.device)

@@ -1,9 +1,9 @@
 """Triton kernel for ``sample_equirect``: every pixel of every view in one launch.
 
 Each program renders ``BLOCK`` pixels of one view: it forms the pixel's camera ray
-(pinhole, centres at +0.5, as ``geometry.camera_rays``), rotates it by the view's
-host-computed matrix (``geometry.rotation_matrices``), converts it to equirectangular
-pixel coordinates (``geometry.vector_to_lonlat`` then ``lonlat_to_pixel``), and samples
+(pinhole, centres at +0.5, as the engine's ``geometry.camera_rays``), rotates it by the
+view's matrix (passed in by the caller), converts it to equirectangular pixel
+coordinates (the engine's ``vector_to_lonlat`` then ``lonlat_to_pixel``), and samples
 bilinearly with the columns wrapping through the seam and the rows clamped at the poles
 (as ``envs.render.render_view`` does with ``cv2.remap``).
 """
@@ -14,7 +14,6 @@ import torch
 import triton
 import triton.language as tl
 
-from panoseek.envs import geometry
 from panoseek.kernels.dispatch import kernel
 
 # atan(x) = x * P(x^2) on [0, 1]: a least-squares-minimax fit with max error 1.2e-7 rad in
@@ -103,7 +102,7 @@ def _sample_views(
 
 
 def sample_views_triton(
-    panoramas: torch.Tensor, view_pano: torch.Tensor, rotations: torch.Tensor, fov_deg: float, size: tuple[int, int]
+    panoramas: torch.Tensor, view_pano: torch.Tensor, rotations: torch.Tensor, focal_px: float, size: tuple[int, int]
 ) -> torch.Tensor:
     """Launch the kernel; arguments are validated by ``sample_equirect``."""
     width, height = size
@@ -111,7 +110,7 @@ def sample_views_triton(
     pano_h, pano_w, channels = panoramas.shape[1:]
     out = torch.empty((n_views, height, width, channels), device=panoramas.device, dtype=panoramas.dtype)
     block = 256 if panoramas.device.type == "cpu" else 1024
-    inv_focal = 1.0 / geometry.focal_length_px(fov_deg, width)
+    inv_focal = 1.0 / focal_px
     grid = (triton.cdiv(height * width, block), n_views)
     _sample_views[grid](
         panoramas, view_pano, rotations, out, *panoramas.stride(),

@@ -1,25 +1,22 @@
 """The ``panoseek`` command line.
 
-Each top-level folder may contribute commands in its own ``cli.py`` with a function
+Each module listed in ``COMMAND_MODULES`` contributes commands with a function
 ``add_commands(subparsers)``; this module only collects them, so the dependency
-direction of the folders is kept (DESIGN.md).
+direction of the folders is kept (DESIGN.md). A listed module that is missing or lacks
+``add_commands`` is an error: a command must never vanish silently.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from panoseek import __version__
 
 COMMAND_MODULES = (
-    "panoseek.envs.cli",
     "panoseek.scenes.cli",
     "panoseek.agents.cli",
-    "panoseek.training.cli",
-    "panoseek.kernels.cli",
     "panoseek.evaluate_cli",
     "panoseek.report_cli",
 )
@@ -33,8 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"panoseek {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).add_commands(subparsers)
+        add_commands = getattr(importlib.import_module(name), "add_commands", None)
+        if add_commands is None:
+            raise ImportError(f"command module {name!r} has no add_commands(subparsers)")
+        add_commands(subparsers)
     return parser
 
 

@@ -1,7 +1,7 @@
 """``panoseek eval`` and ``panoseek merge``: score an agent on a suite, join shards.
 
 This root module wires the three folders together: suites from ``panoseek.scenes``,
-agents from ``panoseek.agents`` and the runner from ``panoseek.envs.benchmark``.
+agents from ``panoseek.agents`` and the runner from ``panoseek.envs.eval``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import sys
 from typing import Any
 
 from panoseek.agents.registry import BUILTIN_AGENTS, AgentError, make_agent, resolve_factory
-from panoseek.envs.benchmark import EpisodeFailure, EpisodeSettings, run_benchmark
-from panoseek.envs.records import RecordsError, merge_folders
+from panoseek.envs.eval.records import RecordsError, merge_folders
+from panoseek.envs.eval.runner import EpisodeFailure, run_benchmark
+from panoseek.envs.rollout import EpisodeSettings
 from panoseek.envs.task import Task
 from panoseek.scenes import SuiteError, load_suite
 
@@ -83,7 +84,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             return "-"
         return f"{100 * stats['success']:.1f}% ± {100 * stats['stderr']:.1f} (n={stats['episodes']})"
 
-    lines = [f"{summary['agent']} on {summary['suite']} [{summary['fingerprint']}]: {cell(summary['overall'])}"]
+    privileged = f" (privileged: {', '.join(summary['privileged'])})" if summary.get("privileged") else ""
+    lines = [f"{summary['agent']}{privileged} on {summary['suite']} [{summary['fingerprint']}]: {cell(summary['overall'])}"]
     for kind, stats in summary["kinds"].items():
         levels = ", ".join(f"{name} {cell(level)}" for name, level in stats["levels"].items())
         lines.append(f"  {kind}: {cell(stats)}; {levels}")
@@ -96,6 +98,7 @@ def command_line(args: argparse.Namespace) -> str:
     """The ``panoseek eval`` command that makes this run (for run.json and reports)."""
     parts = ["panoseek", "eval", "--agent", args.agent, "--suite", args.suite, "--out", str(args.out)]
     options = {"--limit": args.limit, "--workers": args.workers if args.workers != 1 else None,
+               "--batch-size": args.batch_size if args.batch_size != 1 else None,
                "--seed": args.seed or None, "--model": args.model,
                "--max-turns": args.max_turns if args.max_turns != 10 else None}
     if args.shard is not None:
@@ -135,6 +138,7 @@ def _eval(args: argparse.Namespace) -> int:
                 view_size=args.view_size, max_turns=args.max_turns, seed=args.seed, strict=args.strict
             ),
             workers=args.workers,
+            batch_size=args.batch_size,
             limit=args.limit,
             shard=args.shard,
             exemplar=exemplar_picture,
@@ -173,6 +177,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="results folder (created; reused to resume)")
     parser.add_argument("--limit", type=_positive, help="play only N episodes, a fixed random sample of the suite")
     parser.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
+    parser.add_argument("--batch-size", type=_positive, default=1,
+                        help="episodes each worker plays in lock-step (agents with act_batch, e.g. vlm, "
+                        "answer a batch in one call; results do not depend on it for greedy agents)")
     parser.add_argument("--shard", type=_shard, help="play only shard I of N (0-based), e.g. 0/4; join with merge")
     parser.add_argument("--seed", type=int, default=0, help="run seed; each episode's seed derives from it")
     parser.add_argument("--model", help="model path passed to the agent factory as model=PATH")

@@ -1,6 +1,6 @@
 """``panoseek report``: Markdown reports of results folders (tables, curves, trajectories).
 
-This module wires the results (``panoseek.envs.report``) to the suites
+This module wires the results (``panoseek.envs.eval.report``) to the suites
 (``panoseek.scenes``) that trajectory pictures need.
 """
 
@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from panoseek.envs.report import ReportError, Results, TaskLookup, load_results, write_comparison, write_report
+from panoseek.envs.eval.report import ReportError, Results, TaskLookup, load_results, write_comparison, write_report
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ Public names are loaded lazily so ``import panoseek.scenes`` stays cheap.
 
 from __future__ import annotations
 
-from panoseek.lazy import lazy_getattr
+from panoseek.envs.lazy import lazy_getattr
 
 _EXPORTS = {
     # name: module inside panoseek.scenes

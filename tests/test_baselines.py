@@ -12,9 +12,10 @@ from conftest import make_task, smooth_panorama
 from panoseek.agents.baselines import OracleAgent, RandomAgent, SweepAgent
 from panoseek.agents.registry import BUILTIN_AGENTS, AgentError, make_agent
 from panoseek.agents.scorers import colour_scorer, colour_words, resolve_scorer, saliency_scorer
-from panoseek.envs.benchmark import EpisodeSettings, run_benchmark
+from panoseek.envs.eval.runner import run_benchmark
+from panoseek.envs.rollout import EpisodeSettings
 from panoseek.envs.geometry import lonlat_to_pixel
-from panoseek.envs.records import read_episodes
+from panoseek.envs.eval.records import read_episodes
 from panoseek.envs.task import HOS, HPS
 
 
@@ -85,11 +86,11 @@ def test_random_agent_submits_within_the_turn_budget():
 
 def test_oracle_submits_the_window_centre_even_through_the_seam():
     agent = OracleAgent()
-    agent.reset(_info(privileged={"yaw_range": (350.0, 10.0), "pitch_range": (-10.0, 30.0)}))
+    agent.reset(_info(target={"yaw_range": (350.0, 10.0), "pitch_range": (-10.0, 30.0)}))
     assert agent.act({}) == {"submit": 1, "yaw": 0.0, "pitch": 10.0}
-    agent.reset(_info(kind=HPS, privileged={"yaw_range": (100.0, 120.0), "pitch_range": None}))
+    agent.reset(_info(kind=HPS, target={"yaw_range": (100.0, 120.0), "pitch_range": None}))
     assert agent.act({}) == {"submit": 1, "yaw": 110.0, "pitch": 0.0}
-    with pytest.raises(ValueError, match="privileged"):
+    with pytest.raises(ValueError, match="target"):
         OracleAgent().reset(_info())
 
 

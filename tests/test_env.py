@@ -13,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 
 from panoseek.envs.env import PanoramaSearchEnv
 from panoseek.envs.protocol import ParsedAction
+from panoseek.envs.wrappers import DiscreteRotations
 from panoseek.envs.render import render_view
 
 VIEW = (48, 27)
@@ -83,7 +84,7 @@ def test_unicode_instructions_stay_inside_the_text_space():
 
 
 def test_reset_options_pick_the_episode():
-    env = _env()
+    env = _env(diagnostics=True)
     obs, info = env.reset(options={"task_index": 0, "start_index": 2})
     assert env.task.id == "hos" and env.heading == (180.0, 0.0) and env.episode == (0, 2)
     assert obs["heading"].tolist() == [180.0, 0.0] and obs["instruction"] == "Find the red clock."
@@ -135,7 +136,9 @@ def test_rotation_wraps_yaw_and_clamps_pitch():
     [
         (_rotate(np.nan, 0), "finite"),
         (_rotate(0, np.inf), "finite"),
-        (_rotate(400, 0), "'yaw' must be a finite number in"),
+        (_rotate(400, 0), "finite angle in [-360, 360]"),
+        ({"submit": 0, "yaw": 10**400, "pitch": 0}, "too large"),
+        ({"submit": 0, "yaw": np.ones((1, 1)), "pitch": 0.0}, "'yaw' must be a number"),
         ({"submit": 2, "yaw": 0.0, "pitch": 0.0}, "'submit'"),
         ({"submit": True, "yaw": 0.0, "pitch": 0.0}, "'submit'"),
         ({"submit": 0, "yaw": np.zeros(3, np.float32), "pitch": 0.0}, "'yaw'"),
@@ -159,8 +162,27 @@ def test_invalid_actions_use_a_turn_and_change_nothing(action, reason):
     assert "not carried out" in info["feedback"]
 
 
+def test_info_holds_only_what_a_player_knows_unless_diagnostics_are_asked_for():
+    for env, privileged in ((_env(), False), (_env(diagnostics=True), True)):
+        _, info = env.reset(options={"task_index": 0, "start_index": 1})
+        _, _, _, _, after = env.step(_rotate(10, 0))
+        for keys in (info, after):
+            hidden = {"level", "level_name", "yaw_error", "pitch_error", "yaw_offset", "pitch_offset", "target_in_view"}
+            assert (hidden <= set(keys)) == privileged and (hidden & set(keys) == set()) == (not privileged)
+
+
+def test_target_in_view_follows_the_heading():
+    env = _env(diagnostics=True)
+    _, info = env.reset(options={"task_index": 0, "start_index": 1})  # looking at yaw 90: the target's centre
+    assert info["target_in_view"]
+    _, _, _, _, info = env.step(_rotate(180, 0))
+    assert not info["target_in_view"]
+    _, _, _, _, info = env.step(_rotate(-130, 0))  # yaw 140: the centre 50 degrees left, at the view's edge
+    assert info["target_in_view"]
+
+
 def test_submit_judges_the_submitted_angles_and_ends_the_episode():
-    env = _env()
+    env = _env(diagnostics=True)
     env.reset(options={"task_index": 0, "start_index": 0})  # looking at yaw 0, far from the target
     _, reward, terminated, truncated, info = env.step(_submit(95, -3))
     assert terminated and not truncated and info["success"] and reward == 1.0
@@ -172,7 +194,7 @@ def test_submit_judges_the_submitted_angles_and_ends_the_episode():
 
 
 def test_failed_submit_reports_the_miss():
-    env = _env()
+    env = _env(diagnostics=True)
     env.reset(options={"task_index": 0, "start_index": 0})
     _, reward, terminated, _, info = env.step(_submit(-90, 30))  # yaw 270
     assert terminated and not info["success"] and reward == 0.5  # format half only
@@ -180,7 +202,7 @@ def test_failed_submit_reports_the_miss():
 
 
 def test_errors_before_submission_describe_the_current_heading():
-    env = _env()
+    env = _env(diagnostics=True)
     _, info = env.reset(options={"task_index": 1, "start_index": 1})  # HPS, target 0 +- 10, looking at 90
     assert info["yaw_error"] == pytest.approx(80.0) and info["pitch_error"] == 0.0
     assert info["yaw_offset"] == pytest.approx(90.0)
@@ -203,31 +225,21 @@ def test_distance_reward_is_added_on_submission_when_enabled():
     assert rewards[0] == 0.5 and 0.0 < rewards[1] - 0.5 < 1.0
 
 
-def test_parsed_actions_step_directly_and_through_wrappers():
-    env = gym.wrappers.OrderEnforcing(_env())
+def test_step_takes_only_its_action_space_and_standard_action_wrappers_compose():
+    env = _env()
     env.reset(options={"task_index": 0, "start_index": 0})
     _, _, _, _, info = env.step(ParsedAction("rotate", 30.0, -5.0, well_formed=True))
-    assert info["heading"] == (30.0, -5.0)
-    _, reward, terminated, _, info = env.unwrapped.step_parsed(ParsedAction("submit", 90.0, 0.0, well_formed=False))
-    assert terminated and info["success"] and reward == 0.5  # success without the format half
+    assert not info["valid_action"] and "expected a dict" in info["action_error"]
 
+    class Halve(gym.ActionWrapper):  # any standard wrapper in between sees plain space actions
+        def action(self, action):
+            assert self.env.action_space.contains({k: np.asarray(v, np.float32) if k != "submit" else v for k, v in action.items()})
+            return {**action, "yaw": action["yaw"] / 2}
 
-@pytest.mark.parametrize(
-    "action, reason",
-    [
-        (ParsedAction("rotate", float("nan"), 0.0), "finite"),
-        (ParsedAction("rotate", 0.0, 1e9), "finite"),
-        (ParsedAction("submit", 10.0, -91.0), "pitch"),
-        (ParsedAction("zoom", 1.0, 1.0), "kind"),
-        (ParsedAction("rotate", "left", 0.0), "numbers"),
-    ],
-)
-def test_hand_made_parsed_actions_get_the_same_checks(action, reason):
-    env = _env()
-    env.reset(options={"task_index": 0, "start_index": 1})
-    _, _, terminated, _, info = env.step_parsed(action)
-    assert not info["valid_action"] and reason in info["action_error"] and not terminated
-    assert env.heading == (90.0, 0.0)
+    wrapped = DiscreteRotations(Halve(_env()), step_deg=30)
+    wrapped.reset(options={"task_index": 0, "start_index": 0})
+    _, _, _, _, info = wrapped.step(wrapped.action_names.index("right"))
+    assert info["heading"] == (15.0, 0.0)
 
 
 def test_step_before_reset_is_an_error():

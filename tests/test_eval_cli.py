@@ -15,7 +15,7 @@ import pytest
 from conftest import smooth_panorama
 from panoseek.cli import main
 from panoseek.envs.panorama import save_image
-from panoseek.envs.records import read_episodes
+from panoseek.envs.eval.records import read_episodes
 
 RANGES = [(80, 100), (350, 10), (200, 200), (300, 30), (10, 170), (0, 360)]
 
@@ -72,7 +72,8 @@ def test_oracle_scores_100_percent_on_jsonl_and_hstar_suites(tmp_path, capsys):
         run = json.loads((tmp_path / name / "run.json").read_text())
         assert run["suite"] == spec and run["view_size"] == [32, 18]
     assert _summary(tmp_path / "hstar")["overall"]["episodes"] == 3 + 4 + 4
-    assert "oracle on hstar:" in capsys.readouterr().out
+    assert summary["privileged"] == ["target"]
+    assert "oracle (privileged: target) on hstar:" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -13,7 +13,9 @@ from panoseek.agents.foveation import Foveator, eccentricity_deg
 from panoseek.agents.registry import make_agent
 from panoseek.agents.similarity import TemplateMatcher
 from panoseek.envs import geometry
-from panoseek.envs.benchmark import EpisodeSettings, make_env, run_episode
+from panoseek.envs import rollout
+from panoseek.envs.eval.runner import make_env
+from panoseek.envs.rollout import EpisodeSettings, episode_spec
 from panoseek.envs.render import render_view
 from panoseek.envs.task import HOS, HPS
 
@@ -68,11 +70,12 @@ def planted_tasks():
 def play(tasks, agent, exemplar=lambda task: target_picture()):
     settings = EpisodeSettings(view_size=VIEW, fov_deg=FOV)
     env = make_env(tasks, settings)
-    return [run_episode(env, agent, i, j, settings, exemplar) for i in range(len(tasks)) for j in range(tasks[i].n_starts)]
+    specs = [episode_spec(task, i, j, settings.seed) for i, task in enumerate(tasks) for j in range(task.n_starts)]
+    return [rollout.play([env], [agent], [spec], exemplar=exemplar)[0].record for spec in specs]
 
 
-def without_timings(records):
-    return [{k: v for k, v in r.items() if k != "timings"} for r in records]
+def without_timings(records, ignore=("timings",)):
+    return [{k: v for k, v in r.items() if k not in ignore} for r in records]
 
 
 @pytest.mark.slow
@@ -97,7 +100,9 @@ def test_refuses_object_search_without_exemplar(planted_tasks):
 
 def test_path_search_falls_back_to_sweep():
     task = make_task("hps", HPS, panorama=smooth_panorama(512, 3))
-    assert without_timings(play([task], FoveatedAgent())) == without_timings(play([task], SweepAgent()))
+    foveated, sweep = play([task], FoveatedAgent()), play([task], SweepAgent())
+    assert all(r["privileged"] == ["exemplar"] for r in foveated)  # asked for, so marked, though unused on HPS
+    assert without_timings(foveated, ("timings", "privileged")) == without_timings(sweep, ("timings", "privileged"))
 
 
 def test_registered_and_validates_thresholds():

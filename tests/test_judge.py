@@ -98,7 +98,7 @@ def test_distance_shaping_is_off_by_default_and_added_when_asked():
 
 
 def _text_env(tasks):
-    return TextActions(PanoramaSearchEnv(tasks, view_size=(32, 18)), strict=True)
+    return TextActions(PanoramaSearchEnv(tasks, view_size=(32, 18), diagnostics=True), strict=True)
 
 
 def test_fault_format_reward_reset_and_never_paid():

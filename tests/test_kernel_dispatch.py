@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from panoseek.kernels import attention_with_map, dispatch, sample_equirect, token_logprobs
+from panoseek.envs.render_torch import render_views_torch
+from panoseek.kernels import attention_with_map, dispatch, token_logprobs
 
 
 def test_auto_on_cpu_follows_the_interpreter_variable_at_call_time(monkeypatch):
@@ -65,7 +66,7 @@ def test_public_functions_fall_back_to_the_reference(no_triton):
     assert torch.equal(token_logprobs(hidden, weight, targets), token_logprobs(hidden, weight, targets, backend="torch"))
 
     pano = torch.randint(0, 255, (8, 16, 3), dtype=torch.uint8, generator=gen)
-    assert torch.equal(sample_equirect(pano, 30.0, 10.0, size=(6, 4)), sample_equirect(pano, 30.0, 10.0, size=(6, 4), backend="torch"))
+    assert torch.equal(render_views_torch(pano, 30.0, 10.0, size=(6, 4)), render_views_torch(pano, 30.0, 10.0, size=(6, 4), backend="torch"))
 
 
 def test_auto_uses_the_triton_kernels_when_interpreting(monkeypatch):
@@ -79,19 +80,19 @@ def test_auto_uses_the_triton_kernels_when_interpreting(monkeypatch):
 
     monkeypatch.setattr(dispatch.LazyKernel, "__getitem__", spy)
     pano = torch.randint(0, 255, (8, 16, 3), dtype=torch.uint8)
-    auto = sample_equirect(pano, 30.0, 10.0, size=(6, 4))
+    auto = render_views_torch(pano, 30.0, 10.0, size=(6, 4))
     assert launched == ["_sample_views"]
-    assert (auto.int() - sample_equirect(pano, 30.0, 10.0, size=(6, 4), backend="torch").int()).abs().max() <= 1
+    assert (auto.int() - render_views_torch(pano, 30.0, 10.0, size=(6, 4), backend="torch").int()).abs().max() <= 1
 
 
 def test_interpreter_variable_set_before_triton_is_imported():
     # Triton reads TRITON_INTERPRET when it is first imported; the kernels must work in that mode too.
     code = (
         "import torch\n"
-        "from panoseek.kernels import sample_equirect\n"
+        "from panoseek.envs.render_torch import render_views_torch\n"
         "pano = torch.randint(0, 255, (8, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))\n"
-        "a = sample_equirect(pano, [30.0, 300.0], 10.0, size=(6, 4))\n"
-        "b = sample_equirect(pano, [30.0, 300.0], 10.0, size=(6, 4), backend='torch')\n"
+        "a = render_views_torch(pano, [30.0, 300.0], 10.0, size=(6, 4))\n"
+        "b = render_views_torch(pano, [30.0, 300.0], 10.0, size=(6, 4), backend='torch')\n"
         "assert (a.int() - b.int()).abs().max() <= 1, (a, b)\n"
         "import triton.language as tl, triton.runtime.interpreter as i\n"
         "assert isinstance(tl.zeros, i.InterpretedFunction)\n"

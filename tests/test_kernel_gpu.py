@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from panoseek.envs.render import render_view
-from panoseek.kernels import attention_with_map, sample_equirect, token_logprobs
+from panoseek.envs.render_torch import render_views_torch
+from panoseek.kernels import attention_with_map, token_logprobs
 from panoseek.kernels.logprobs import token_logprobs_naive
 
 from conftest import smooth_panorama
@@ -61,8 +62,8 @@ def test_sample_equirect_on_gpu():
     yaws = np.linspace(-200, 560, 48)
     pitches = np.linspace(-95, 95, 48)
     index = np.arange(48) % 3
-    views = sample_equirect(torch.from_numpy(panoramas).cuda(), yaws, pitches, size=(448, 252), pano_index=index, backend="triton")
-    reference = sample_equirect(torch.from_numpy(panoramas).cuda(), yaws, pitches, size=(448, 252), pano_index=index, backend="torch")
+    views = render_views_torch(torch.from_numpy(panoramas).cuda(), yaws, pitches, size=(448, 252), pano_index=index, backend="triton")
+    reference = render_views_torch(torch.from_numpy(panoramas).cuda(), yaws, pitches, size=(448, 252), pano_index=index, backend="torch")
     assert (views.int() - reference.int()).abs().max().item() <= 1
     cpu = np.stack([render_view(panoramas[i], y, p, size=(448, 252)) for y, p, i in zip(yaws, pitches, index)])
     diff = np.abs(views.cpu().numpy().astype(int) - cpu.astype(int))

@@ -8,7 +8,7 @@ import torch
 
 from panoseek.envs import geometry
 from panoseek.envs.render import render_view
-from panoseek.kernels import sample_equirect
+from panoseek.envs.render_torch import render_views_torch
 
 from conftest import smooth_panorama
 
@@ -47,7 +47,7 @@ def exact_bilinear(panorama: np.ndarray, yaw: float, pitch: float) -> np.ndarray
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])
 def test_views_equal_the_cpu_renderer_within_rounding(panoramas, backend):
-    views = sample_equirect(
+    views = render_views_torch(
         torch.from_numpy(panoramas), YAWS, PITCHES, fov_deg=100.0, size=SIZE, pano_index=PANO_INDEX, backend=backend
     )
     assert views.dtype == torch.uint8 and views.shape == (6, 21, 37, 3)
@@ -62,8 +62,8 @@ def test_views_equal_the_cpu_renderer_within_rounding(panoramas, backend):
 def test_triton_and_torch_paths_agree_on_float_panoramas(panoramas):
     floats = torch.from_numpy(panoramas).float() / 255.0
     args = dict(fov_deg=80.0, size=SIZE, pano_index=PANO_INDEX)
-    triton_views = sample_equirect(floats, YAWS, PITCHES, backend="triton", **args)
-    torch_views = sample_equirect(floats, YAWS, PITCHES, backend="torch", **args)
+    triton_views = render_views_torch(floats, YAWS, PITCHES, backend="triton", **args)
+    torch_views = render_views_torch(floats, YAWS, PITCHES, backend="torch", **args)
     assert triton_views.dtype == torch.float32
     torch.testing.assert_close(triton_views, torch_views, atol=2e-4, rtol=0)
 
@@ -73,23 +73,38 @@ def test_seam_wraps_instead_of_clamping():
     # edges of the image side by side, bright on the left and dark on the right.
     pano = np.zeros((32, 64, 3), dtype=np.uint8)
     pano[:, 32:] = 200
-    view = sample_equirect(torch.from_numpy(pano), 180.0, 0.0, fov_deg=60.0, size=(16, 8), backend="triton")[0]
+    view = render_views_torch(torch.from_numpy(pano), 180.0, 0.0, fov_deg=60.0, size=(16, 8), backend="triton")[0]
     assert (view[:, :7] == 200).all() and (view[:, 9:] == 0).all()
 
 
 def test_one_panorama_serves_many_views_and_default_pairing(panoramas):
     one = torch.from_numpy(panoramas[0])
-    shared = sample_equirect(one, [10.0, 200.0], 5.0, size=SIZE, backend="torch")
+    shared = render_views_torch(one, [10.0, 200.0], 5.0, size=SIZE, backend="torch")
     assert shared.shape == (2, 21, 37, 3)
-    paired = sample_equirect(torch.from_numpy(panoramas), [10.0, 200.0], [5.0, 5.0], size=SIZE, backend="torch")
+    paired = render_views_torch(torch.from_numpy(panoramas), [10.0, 200.0], [5.0, 5.0], size=SIZE, backend="torch")
     torch.testing.assert_close(paired[0], shared[0])
     assert not torch.equal(paired[1], shared[1])
+
+
+def test_kernel_takes_rotations_and_focal_length_and_names_bad_ones():
+    from panoseek.kernels import sample_equirect
+
+    pano = torch.zeros(8, 16, 3, dtype=torch.uint8)
+    rotations = torch.eye(3)[None]
+    assert sample_equirect(pano, rotations, 2.0, size=(4, 4)).shape == (1, 4, 4, 3)
+    for args, message in [
+        ((np.zeros((8, 16, 3), np.uint8), rotations, 2.0), "must be a torch tensor"),
+        ((pano, torch.eye(4)[None], 2.0), r"rotations must be \[views, 3, 3\]"),
+        ((pano, torch.full((1, 3, 3), float("nan")), 2.0), "rotations must be finite"),
+        ((pano, rotations, 0.0), "focal_px"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            sample_equirect(*args, size=(4, 4))
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(panoramas=np.zeros((8, 16, 3), np.uint8)), "must be a torch tensor"),
         (dict(panoramas=torch.zeros(8, 8, 3, dtype=torch.uint8)), r"\[P, H, 2H, C\]"),
         (dict(panoramas=torch.zeros(8, 16, 3, dtype=torch.int32)), "uint8 or floating"),
         (dict(yaw=[0.0, float("nan")], pitch=0.0), "yaw must be finite"),
@@ -105,4 +120,4 @@ def test_bad_input_is_named(kwargs, message):
     args = dict(panoramas=torch.zeros(8, 16, 3, dtype=torch.uint8), yaw=0.0, pitch=0.0, fov_deg=90.0, size=(4, 4))
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
-        sample_equirect(args.pop("panoramas"), args.pop("yaw"), args.pop("pitch"), **args)
+        render_views_torch(args.pop("panoramas"), args.pop("yaw"), args.pop("pitch"), **args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,10 @@ from hypothesis import strategies as st
 
 from panoseek.envs.prompts import feedback_message, task_prompt
 from panoseek.envs.protocol import (
-    MAX_ANGLE,
+    ANGLE_LIMIT,
+    ActionProtocol,
+    check_action,
+    parse_structured,
     PROMPT_FORMATS,
     ParsedAction,
     feedback_text,
@@ -81,7 +85,7 @@ def test_well_formed_follows_the_prompt_format():
     [
         ("rotate(1e400,0)", "finite"),
         ("rotate(0,-1e400)", "finite"),
-        (f"rotate({int(MAX_ANGLE) + 1},0)", "finite"),
+        (f"rotate({int(ANGLE_LIMIT) + 1},0)", "finite"),
         ("rotate(" + "9" * 5000 + ",0)", "finite"),  # longer than Python's int() digit limit
         ("rotate(nan,0)", "not rotate"),
         ("rotate(inf,0)", "not rotate"),
@@ -125,6 +129,57 @@ def test_megabyte_of_hostile_text_is_invalid():
             assert len(action.error) < 300, "errors quote a short excerpt, not the whole reply"
 
 
+def _parse_seconds(text: str) -> float:
+    """Best of five timings of parsing ``text`` leniently."""
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        parse_action(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize("make", [lambda n: "<" + " " * n + "x", lambda n: "<answer>rotate(1,1)" + " " * n + "x",
+                                  lambda n: "<answer>rotate(1,1)" + " " * n + ". x</answer>"])
+def test_parse_time_grows_linearly_with_the_text(make):
+    """8x the text must cost far less than 64x the time (the quadratic regexes did ~64x).
+
+    A ratio of two timings in the same process, never a time: machines are noisy.
+    """
+    small, large = _parse_seconds(make(4_000)), _parse_seconds(make(32_000))
+    assert large / max(small, 1e-6) < 24, (small, large)
+
+
+def test_one_validator_for_text_and_structured_actions():
+    for kind, yaw, pitch in [("rotate", 361.0, 0.0), ("rotate", 0.0, math.nan), ("submit", 10.0, 91.0), ("zoom", 0.0, 0.0)]:
+        direct = check_action(kind, yaw, pitch)
+        assert not direct.valid
+        if kind != "zoom":
+            text = parse_action(f"<answer>{kind}({yaw:g},{pitch:g})</answer>")
+            structured = parse_structured({"submit": int(kind == "submit"), "yaw": yaw, "pitch": pitch})
+            assert not text.valid and not structured.valid
+    assert check_action("rotate", 360.0, -360.0).valid and check_action("submit", -360.0, 90.0).valid
+    assert parse_action("<answer>rotate(360,-360)</answer>").valid
+    assert parse_structured({"submit": 0, "yaw": 360.0, "pitch": -360.0}).valid
+
+
+def test_action_protocol_reads_any_output_in_its_layout_and_never_raises():
+    reply = "<answer>submit(90,0)</answer>"
+    assert ActionProtocol("no_think").parse(reply).well_formed
+    assert not ActionProtocol("free_think").parse(reply).well_formed and ActionProtocol("free_think").parse(reply).valid
+    assert not ActionProtocol("free_think", strict=True).parse(reply).valid
+    assert ActionProtocol().parse({"submit": 1, "yaw": 90, "pitch": 0}).well_formed
+
+    class Hostile(dict):
+        def __iter__(self):
+            raise RuntimeError("no keys")
+
+    assert "unreadable" in ActionProtocol().parse(Hostile()).error
+    assert "string or a dict" in ActionProtocol().parse(3.5).error
+    with pytest.raises(ValueError, match="prompt format"):
+        ActionProtocol("chatty")
+
+
 _PIECES = st.sampled_from(
     ["<think>", "</think>", "<answer>", "</answer>", "<ANSWER>", "rotate", "submit", "(", ")", ",", " ",
      "1e400", "-1e400", "nan", "inf", "NaN", "9" * 400, "３", "٣", "\x00", "\u202e", "0", "-5", "3.5", "."]
@@ -140,7 +195,7 @@ def test_parse_never_raises_and_valid_actions_are_sane(text, strict):
         assert action.error and not action.well_formed
     else:
         assert math.isfinite(action.yaw) and math.isfinite(action.pitch)
-        assert abs(action.yaw) <= MAX_ANGLE and abs(action.pitch) <= MAX_ANGLE
+        assert abs(action.yaw) <= ANGLE_LIMIT and abs(action.pitch) <= ANGLE_LIMIT
         assert action.error == ""
     if strict and action.valid:
         assert action.well_formed
@@ -149,7 +204,7 @@ def test_parse_never_raises_and_valid_actions_are_sane(text, strict):
 @settings(max_examples=200, deadline=None)
 @given(
     st.sampled_from(["rotate", "submit"]),
-    st.integers(-720, 720),
+    st.integers(-360, 360),
     st.integers(-90, 90),
     st.sampled_from(PROMPT_FORMATS),
     st.text(alphabet=st.characters(blacklist_characters="<>"), max_size=50),

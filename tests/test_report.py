@@ -11,16 +11,9 @@ from conftest import make_task
 
 from panoseek.cli import main
 from panoseek.envs.panorama import save_image
-from panoseek.envs.report import (
-    Cell,
-    ReportError,
-    load_results,
-    sample_episodes,
-    success_by_turn,
-    success_table,
-    trajectory_picture,
-    write_report,
-)
+from panoseek.envs.eval.figures import sample_episodes, trajectory_picture
+from panoseek.envs.eval.report import ReportError, load_results, write_report
+from panoseek.envs.eval.stats import by_level, group_stats, success_by_turn
 from panoseek.envs.task import HOS, HPS
 from panoseek.scenes import load_suite
 
@@ -67,14 +60,18 @@ def table_row(markdown: str, label: str) -> list[str]:
     return [cell.strip() for cell in row.strip("|").split("|")][1:]
 
 
+def counts(records):
+    stats = group_stats(records)
+    return stats["episodes"], stats["successes"]
+
+
 def test_table_counts_match_records():
-    table = success_table(RECORDS)
-    assert table[(HOS, "overall")] == Cell(10, 4)
-    assert table[(HOS, "Easy")] == Cell(4, 3)
-    assert table[(HOS, "Medium")] == Cell(2, 1)
-    assert table[(HOS, "Hard")] == Cell(4, 0)
-    assert table[(HPS, "overall")] == Cell(8, 6)
-    assert [table[(HPS, name)] for name in ("Easy", "Medium", "Hard", "Extreme")] == [Cell(2, 2)] * 3 + [Cell(2, 0)]
+    hos = [r for r in RECORDS if r["kind"] == HOS]
+    assert counts(hos) == (10, 4)
+    assert {name: counts(group) for name, group in by_level(hos, HOS).items()} == {"Easy": (4, 3), "Medium": (2, 1), "Hard": (4, 0)}
+    hps = [r for r in RECORDS if r["kind"] == HPS]
+    assert counts(hps) == (8, 6)
+    assert [counts(group) for group in by_level(hps, HPS).values()] == [(2, 2)] * 3 + [(2, 0)]
 
 
 def test_success_by_turn_counts_successes_within_t_turns():
@@ -170,7 +167,7 @@ def test_compare_mode_one_row_per_agent(tmp_path):
 def test_compare_warns_on_different_fingerprints_and_labels_same_agents(tmp_path):
     first = load_results(write_results(tmp_path / "a", fingerprint="one"))
     second = load_results(write_results(tmp_path / "b", fingerprint="two"))
-    from panoseek.envs.report import write_comparison
+    from panoseek.envs.eval.report import write_comparison
 
     text = write_comparison([first, second], tmp_path / "c.md").read_text()
     assert "not comparable" in text
@@ -215,7 +212,7 @@ def test_sample_is_deterministic_and_spread_over_kinds():
 @pytest.mark.parametrize("turn, drawn", [(200.0, 200.0), (-160.0, -160.0), (None, -160.0)])
 def test_gaze_path_follows_the_turn_taken(turn, drawn):
     """A +200 turn is drawn rightwards and a -160 turn leftwards; without an action, the shortest way."""
-    from panoseek.envs.report import _unwrapped_path
+    from panoseek.envs.eval.figures import _unwrapped_path
 
     episode = record("h0", 0, HOS, 0, False, 2, headings=[[0.0, 0.0], [200.0, 0.0]])
     if turn is None:

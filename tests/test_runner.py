@@ -11,8 +11,9 @@ import pytest
 
 from conftest import make_task, smooth_panorama
 from panoseek.agents.registry import make_agent
-from panoseek.envs.benchmark import EpisodeSettings, plan_episodes, run_benchmark
-from panoseek.envs.records import RecordsError, merge_folders, read_episodes, summarize
+from panoseek.envs.eval.runner import plan_episodes, run_benchmark
+from panoseek.envs.rollout import EpisodeSettings
+from panoseek.envs.eval.records import RecordsError, merge_folders, read_episodes, summarize
 from panoseek.envs.task import HOS, HPS
 
 TINY = EpisodeSettings(view_size=(16, 9))
@@ -51,20 +52,32 @@ def test_plan_limit_samples_the_suite_and_shards_partition_it():
     tasks = [make_task(f"t{i}", HOS if i < 5 else HPS, panorama=PANORAMA) for i in range(10)]
     limited = plan_episodes(tasks, limit=8)
     assert len(limited) == 8
-    assert {tasks[e.task_index].kind for e in limited} == {HOS, HPS}
-    assert {e.episode_id for e in limited} < {e.episode_id for e in plan_episodes(tasks, limit=20)}
-    everything = [e.episode_id for e in plan_episodes(tasks)]
-    shards = [[e.episode_id for e in plan_episodes(tasks, shard=(i, 3))] for i in range(3)]
+    assert {tasks[e.spec.task_index].kind for e in limited} == {HOS, HPS}
+    assert {e.spec.episode_id for e in limited} < {e.spec.episode_id for e in plan_episodes(tasks, limit=20)}
+    everything = [e.spec.episode_id for e in plan_episodes(tasks)]
+    shards = [[e.spec.episode_id for e in plan_episodes(tasks, shard=(i, 3))] for i in range(3)]
     assert sorted(sum(shards, [])) == sorted(everything)
     assert len(set(sum(shards, []))) == len(everything) == 40
     with pytest.raises(ValueError, match="shard"):
         plan_episodes(tasks, shard=(3, 3))
 
 
-def test_plan_groups_episodes_that_share_a_scene():
-    tasks = [make_task(f"t{i}", panorama=PANORAMA, metadata={"scene_seed": i % 2}) for i in range(4)]
-    groups = [e.group for e in plan_episodes(tasks)]
-    assert groups == ["scene:0"] * 8 + ["scene:1"] * 8
+def test_plan_bundles_shared_panoramas_and_never_plays_a_tasks_starts_back_to_back():
+    # 12 tasks on 6 panoramas (two tasks each): bundles of 4 panoramas, then 2.
+    tasks = [make_task(f"t{i}", panorama=PANORAMA, panorama_id=f"scene{i // 2}") for i in range(12)]
+    plan = plan_episodes(tasks, seed=3)
+    assert len(plan) == 48 and len({e.spec.episode_id for e in plan}) == 48
+    bundles = [e.bundle for e in plan]
+    assert bundles == sorted(bundles) and bundles.count(0) == 32 and bundles.count(1) == 16
+    for episode in plan:  # a bundle holds whole panoramas
+        assert episode.bundle == (int(tasks[episode.spec.task_index].panorama_id[5:]) // 4)
+    consecutive = list(zip(plan, plan[1:]))
+    assert all(a.spec.task_index != b.spec.task_index for a, b in consecutive)
+    # seeded: the same seed plays the same order, another seed another order, same episodes
+    assert [e.spec for e in plan_episodes(tasks, seed=3)] == [e.spec for e in plan]
+    other = plan_episodes(tasks, seed=4)
+    assert [e.spec.episode_id for e in other] != [e.spec.episode_id for e in plan]
+    assert {e.spec.episode_id for e in other} == {e.spec.episode_id for e in plan}
 
 
 # ------------------------------------------------------------------------- judging
@@ -230,7 +243,7 @@ def test_hostile_outputs_are_invalid_actions_and_the_run_goes_on(tmp_path):
 
 class FailingResetAgent:
     def reset(self, task_info):
-        if task_info["start_index"] == 1:
+        if task_info["start_yaw"] == 90.0:  # start index 1 of make_task's starts
             raise SystemExit("reset refused")
 
     def act(self, observation):
@@ -249,14 +262,14 @@ def test_a_failing_reset_fails_only_that_episode(tmp_path):
 
 
 class InterruptingAgent:
-    """The random agent, but Ctrl-C arrives during the episode with start index 2 of t3."""
+    """The random agent, but Ctrl-C arrives in the first path-search episode starting at yaw 180."""
 
     def __init__(self):
         self.inner = make_agent("random")
 
     def reset(self, task_info):
         self.inner.reset(task_info)
-        self.stop = task_info["episode_id"] == "t3#2"
+        self.stop = task_info["kind"] == HPS and task_info["start_yaw"] == 180.0
 
     def act(self, observation):
         if self.stop:

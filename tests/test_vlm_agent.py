@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from conftest import make_task
-from panoseek.agents.batched import BatchedVLMRunner
 from panoseek.agents.chat import EpisodeChat
 from panoseek.agents.registry import AgentError, make_agent
 from panoseek.agents.tiny_model import build_tiny_model
 from panoseek.agents.vlm import VLMAgent, VLMError, VLMPolicy, load_vlm
 from panoseek.envs.env import PanoramaSearchEnv
 from panoseek.envs.protocol import parse_action
+from panoseek.envs.rollout import episode_spec, play
 from panoseek.envs.task import HOS, HPS
 from panoseek.envs.wrappers import TextActions
 
@@ -107,29 +107,21 @@ def test_registered_as_vlm_with_eval_style_arguments(tiny_dir):
 
 
 def test_batched_and_one_at_a_time_give_the_same_greedy_replies(policy, tasks):
-    options = [{"task_index": t, "start_index": s} for t in range(len(tasks)) for s in (0, 3)]
-    runner = BatchedVLMRunner(policy, history=2, batch_size=4)
-    built = []
-    batched = runner.run(lambda: built.append(text_env(tasks)) or built[-1], options)
-    assert len(built) == 4  # one environment per batch slot, reused by the second batch
+    """The rollout loop plays a lock-step batch with one generate call per turn (act_batch)."""
+    specs = [episode_spec(task, t, s, run_seed=0) for t, task in enumerate(tasks) for s in (0, 3)]
+    envs = [PanoramaSearchEnv(tasks, view_size=VIEW, max_turns=3, diagnostics=True) for _ in specs]
+    calls = []
+    generate = policy.generate
+    policy.generate = lambda chats, seed=None: calls.append(len(chats)) or generate(chats, seed=seed)
+    try:
+        batched = play(envs, [VLMAgent(policy, history=2) for _ in specs], specs)
+    finally:
+        policy.generate = generate
+    assert calls == [len(specs)] * 3  # the random model never submits: 3 turns, all 6 episodes each turn
 
-    single, env = [], text_env(tasks)
-    for seed, option in enumerate(options):
-        agent = VLMAgent(policy, history=2)
-        observation, info = env.reset(seed=seed, options=option)
-        agent.reset({"kind": info["kind"], "instruction": str(observation["instruction"]), "seed": 0})
-        replies, feedback, done = [], "", False
-        while not done:
-            replies.append(agent.act({**observation, "feedback": feedback}))
-            observation, _, terminated, truncated, info = env.step(replies[-1])
-            feedback, done = info["feedback"], terminated or truncated
-        single.append(replies)
-    assert [record.replies for record in batched] == single
-    assert [record.task_id for record in batched] == [tasks[o["task_index"]].id for o in options]
-    assert all(len(replies) == 3 for replies in single)  # the random model never submits
-
-
-def test_runner_checks_its_arguments(policy, tasks):
-    with pytest.raises(ValueError, match="batch_size must be at least 1"):
-        BatchedVLMRunner(policy, batch_size=0)
-    assert BatchedVLMRunner(policy).run(lambda: text_env(tasks), []) == []
+    single = [play(envs[:1], [VLMAgent(policy, history=2)], [spec])[0] for spec in specs]
+    replies = lambda rollouts: [[turn.output for turn in r.turns] for r in rollouts]  # noqa: E731
+    assert replies(batched) == replies(single)
+    untimed = lambda rollouts: [{k: v for k, v in r.record.items() if k != "timings"} for r in rollouts]  # noqa: E731
+    assert untimed(batched) == untimed(single)
+    assert all(len(r) == 3 for r in replies(single))

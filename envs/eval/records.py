@@ -11,19 +11,20 @@ A results folder holds
   mean turns and angular errors, the fingerprint and library versions.
 
 Only the standard library and numpy: the report and merge commands read these
-folders without building environments.
+folders without building environments. Every statistic comes from
+:mod:`panoseek.envs.eval.stats`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from panoseek.envs.task import LEVEL_NAMES
+from panoseek.envs.eval.stats import by_level, group_stats, privileges_used
+from panoseek.envs.task import KINDS
 
 EPISODES_FILE = "episodes.jsonl"
 RUN_FILE = "run.json"
@@ -39,11 +40,6 @@ IDENTITY_KEYS = (
 
 class RecordsError(ValueError):
     """A results folder that cannot be read, resumed or merged; the message names the file."""
-
-
-def episode_id(task_id: str, start_index: int) -> str:
-    """The id of one episode: ``"<task_id>#<start_index>"``."""
-    return f"{task_id}#{start_index}"
 
 
 # ------------------------------------------------------------------------- episodes
@@ -83,14 +79,26 @@ def read_episodes(path: str | Path) -> list[dict[str, Any]]:
 
 
 def drop_torn_tail(path: str | Path) -> None:
-    """Cut an ``episodes.jsonl`` after its last complete line, so appends start clean."""
+    """Make an ``episodes.jsonl`` end with a complete line, so appends start clean.
+
+    A last line without its newline is kept (and the newline added) when it is a whole
+    record, which :func:`read_episodes` counts as done; otherwise it is cut off.
+    """
     path = Path(path)
     if not path.exists():
         return
     with open(path, "rb+") as handle:
         data = handle.read()
         end = data.rfind(b"\n") + 1
-        if end != len(data):
+        if end == len(data):
+            return
+        try:
+            complete = isinstance(json.loads(data[end:]), dict)
+        except ValueError:
+            complete = False
+        if complete:
+            handle.write(b"\n")
+        else:
             handle.truncate(end)
 
 
@@ -107,7 +115,8 @@ class EpisodeWriter:
         self._handle = open(path, "a", encoding="utf-8")
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+        # ASCII escapes keep any text writable, a lone surrogate from an agent's reply too.
+        self._handle.write(json.dumps(record, ensure_ascii=True, allow_nan=False) + "\n")
         self._handle.flush()
 
     def close(self) -> None:
@@ -152,52 +161,21 @@ def config_mismatch(old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterab
 # -------------------------------------------------------------------------- summary
 
 
-def _rate(successes: int, n: int) -> dict[str, Any]:
-    p = successes / n if n else None
-    stderr = math.sqrt(p * (1.0 - p) / n) if n else None
-    return {"episodes": n, "successes": successes, "success": p, "stderr": stderr}
-
-
-def _mean(values: Sequence[float | None]) -> float | None:
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    # fsum is exact, so the mean does not depend on the order episodes finished in.
-    return math.fsum(finite) / len(finite) if finite else None
-
-
-def _group_stats(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    submitted = [r for r in records if r.get("submitted") is not None]
-    invalid = sum(1 for r in records for a in r.get("actions", ()) if not a.get("valid", True))
-    stats = _rate(sum(1 for r in records if r.get("success")), len(records))
-    stats.update(
-        mean_turns=_mean([r.get("turns") for r in records]),
-        submitted=len(submitted),
-        mean_yaw_error=_mean([r.get("yaw_error") for r in submitted]),
-        mean_pitch_error=_mean([r.get("pitch_error") for r in submitted]),
-        invalid_actions=invalid,
-        agent_errors=sum(1 for r in records if r.get("error")),
-    )
-    return stats
-
-
 def summarize(records: Sequence[Mapping[str, Any]], run: Mapping[str, Any], expected: int | None = None) -> dict[str, Any]:
     """The summary of a run: success (with standard error) overall, per kind, per level.
 
-    ``stderr`` is the binomial standard error sqrt(p (1 - p) / n). ``mean_yaw_error``
-    and ``mean_pitch_error`` average the environment's angular errors over submitted
-    episodes. Levels are keyed by name in H* order (HOS Easy/Medium/Hard, HPS
-    Easy/Medium/Hard/Extreme). ``complete`` says whether every expected episode ran.
+    Each group's statistics are :func:`~panoseek.envs.eval.stats.group_stats`. Levels
+    are keyed by name in H* order (HOS Easy/Medium/Hard, HPS Easy/Medium/Hard/Extreme,
+    then Unlabelled). ``complete`` says whether every expected episode ran;
+    ``privileged`` lists the privileged data any agent was given (empty for search).
     """
     kinds: dict[str, Any] = {}
-    for kind, level_names in LEVEL_NAMES.items():
+    for kind in KINDS:
         of_kind = [r for r in records if r.get("kind") == kind]
         if not of_kind:
             continue
-        entry = _group_stats(of_kind)
-        entry["levels"] = {
-            name: _group_stats([r for r in of_kind if r.get("level") == level])
-            for level, name in enumerate(level_names)
-            if any(r.get("level") == level for r in of_kind)
-        }
+        entry = group_stats(of_kind)
+        entry["levels"] = {name: group_stats(group) for name, group in by_level(of_kind, kind).items()}
         kinds[kind] = entry
     return {
         "suite": run.get("suite"),
@@ -209,8 +187,9 @@ def summarize(records: Sequence[Mapping[str, Any]], run: Mapping[str, Any], expe
         "view_size": run.get("view_size"),
         "max_turns": run.get("max_turns"),
         "complete": expected is None or len(records) == expected,
+        "privileged": privileges_used(records),
         "expected_episodes": expected,
-        "overall": _group_stats(records),
+        "overall": group_stats(records),
         "kinds": kinds,
         "versions": run.get("versions"),
     }

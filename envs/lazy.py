@@ -1,4 +1,4 @@
-"""Lazy public names for the folder packages.
+"""Lazy public names for the folder packages (envs, and scenes and agents above it).
 
 ``import panoseek.envs`` should not pay for torch, OpenCV or the scene generator
 until a name that needs them is used; each package lists ``name -> module`` and
