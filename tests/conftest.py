@@ -26,6 +26,15 @@ def smooth_panorama(width: int = 512, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny size-S Qwen2.5-VL-architecture model (seed 0), built once per test session
+    (per xdist worker). Tests must not write into it."""
+    from panoseek.agents.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", size="S", seed=0)
+
+
+@pytest.fixture(scope="session")
 def textured_panorama() -> np.ndarray:
     return smooth_panorama(512)
 

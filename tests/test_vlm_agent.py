@@ -8,7 +8,6 @@ import pytest
 from conftest import make_task
 from panoseek.agents.chat import EpisodeChat
 from panoseek.agents.registry import AgentError, make_agent
-from panoseek.agents.tiny_model import build_tiny_model
 from panoseek.agents.vlm import VLMAgent, VLMError, VLMPolicy, load_vlm
 from panoseek.envs.env import PanoramaSearchEnv
 from panoseek.envs.protocol import parse_action
@@ -20,8 +19,8 @@ VIEW = (112, 63)  # small views keep the tiny model's vision work small
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", size="S", seed=0)
+def tiny_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

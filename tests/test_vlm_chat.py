@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 
 from panoseek.agents.chat import EpisodeChat
-from panoseek.agents.tiny_model import build_tiny_model
 from panoseek.agents.vlm import VLMAgent, VLMPolicy, load_vlm
 from panoseek.envs.protocol import PROMPT_FORMATS
 
@@ -23,9 +22,8 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
 @pytest.fixture(scope="module")
-def policy(tmp_path_factory):
-    folder = build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", size="S", seed=0)
-    model, processor = load_vlm(folder, dtype="float32")
+def policy(tiny_model_dir):
+    model, processor = load_vlm(tiny_model_dir, dtype="float32")
     return VLMPolicy(model, processor, max_new_tokens=4)
 
 

@@ -1,0 +1,150 @@
+"""One mechanism everywhere: the same reply earns the same reward and validity under
+``panoseek eval`` and through ``TextActions``, in every prompt format, strict or not;
+the engine has one episode loop; an agent without pixels scores at chance."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import smooth_panorama
+from panoseek.cli import main
+from panoseek.envs.env import PanoramaSearchEnv
+from panoseek.envs.eval.records import read_episodes
+from panoseek.envs.panorama import save_image
+from panoseek.envs.protocol import PROMPT_FORMATS
+from panoseek.envs.wrappers import TextActions
+
+# Each script: the replies of one episode (the last one submits). The target is at yaw
+# 80-100, pitch -5..5; episodes start at yaw 0.
+SCRIPTS = {
+    "free_think": "<think>turn</think><answer>rotate(90,0)</answer>|<think>there</think><answer>submit(90,0)</answer>",
+    "no_think": "<answer>rotate(90,0)</answer>|<answer>submit(90,0)</answer>",
+    "grounding": "<think><observation>wall</observation><reasoning>turn</reasoning></think><answer>rotate(90,0)</answer>"
+    "|<think><observation>clock</observation><reasoning>here</reasoning></think><answer>submit(90,0)</answer>",
+    "lenient": "<answer> rotate( 90.5 , 0 ) </answer>|<answer>SUBMIT(90, 0).</answer>",
+    "garbage": "look left|<answer>rotate(1e400,0)</answer>|<think>x</think><answer>submit(90,0)</answer>",
+}
+
+
+class ScriptedAgent:
+    """Replies from a fixed script in a declared prompt format (a factory for ``panoseek eval``)."""
+
+    def __init__(self, prompt_format: str = "free_think", script: str = "free_think") -> None:
+        self.prompt_format = prompt_format
+        self.replies = SCRIPTS[script].split("|")
+
+    def reset(self, task_info):
+        assert task_info["prompt_format"] == self.prompt_format
+        self.turn = 0
+
+    def act(self, observation):
+        reply = self.replies[min(self.turn, len(self.replies) - 1)]
+        self.turn += 1
+        return reply
+
+
+def _suite(folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_image(folder / "pano.png", smooth_panorama(128))
+    item = {"image": "pano.png", "instruction": "Find the clock.", "kind": "HOS", "yaw_range": [80, 100],
+            "pitch_range": [-5, 5], "start_yaws": [0], "levels": [2], "id": "clock"}
+    (folder / "tasks.jsonl").write_text(json.dumps(item) + "\n")
+    return f"jsonl:{folder / 'tasks.jsonl'}"
+
+
+def _text_actions(suite_dir: Path, prompt_format: str, strict: bool, script: str) -> tuple[float, list[bool]]:
+    from panoseek.scenes import load_suite
+
+    env = TextActions(PanoramaSearchEnv(list(load_suite(f"jsonl:{suite_dir / 'tasks.jsonl'}")), view_size=(32, 18)),
+                      strict=strict, prompt_format=prompt_format)
+    env.reset(seed=0, options={"task_index": 0, "start_index": 0})
+    replies = SCRIPTS[script].split("|")
+    total, valid, done, turn = 0.0, [], False, 0
+    while not done:  # the same replies as ScriptedAgent: the script, then its last reply again
+        _, reward, terminated, truncated, info = env.step(replies[min(turn, len(replies) - 1)])
+        turn += 1
+        total, done = total + reward, terminated or truncated
+        valid.append(info["valid_action"])
+    return total, valid
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("prompt_format", PROMPT_FORMATS)
+def test_every_format_earns_the_same_under_eval_and_text_actions(tmp_path, prompt_format, strict):
+    suite = _suite(tmp_path / "suite")
+    for script in (*PROMPT_FORMATS, "lenient", "garbage"):
+        out = tmp_path / f"{script}"
+        args = ["eval", "--agent", "test_one_mechanism:ScriptedAgent", "--suite", suite, "--out", str(out),
+                "--view-size", "32x18", "--quiet", "--agent-arg", f"prompt_format={prompt_format}",
+                "--agent-arg", f"script={script}"] + (["--strict"] if strict else [])
+        assert main(args) == 0
+        (record,) = read_episodes(out / "episodes.jsonl")
+        reward, valid = _text_actions(tmp_path / "suite", prompt_format, strict, script)
+        assert record["reward"] == reward and [a["valid"] for a in record["actions"]] == valid, (script, record)
+        if script == prompt_format:  # the agent's own layout: success and the format half
+            assert record["success"] and record["reward"] == 1.0
+        if script == "no_think" and prompt_format != "no_think":  # once judged in the wrong layout
+            assert record["reward"] == (0.0 if strict else 0.5) and (record["submitted"] is None) == strict
+        if script == "lenient":  # never well-formed; refused when strict
+            assert record["reward"] == (0.0 if strict else 0.5)
+
+
+def test_the_engine_has_one_episode_loop():
+    """Only envs/rollout.py loops over env.step: a second episode loop anywhere is a bug."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for folder in ("envs", "scenes", "agents", "training", "panoseek", "benchmarks"):
+        for path in sorted((root / folder).rglob("*.py")):
+            if path.name == "rollout.py":
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for loop in (node for node in ast.walk(tree) if isinstance(node, (ast.While, ast.For))):
+                for call in (n for n in ast.walk(loop) if isinstance(n, ast.Call)):
+                    if isinstance(call.func, ast.Attribute) and call.func.attr == "step":
+                        offenders.append(f"{path.relative_to(root)}:{loop.lineno}")
+    assert offenders == []
+
+
+class PixelBlindAgent:
+    """Reads everything the runner hands it (task info, observation text, heading, feedback,
+    turn) but never the pixels, and submits a direction computed from all of it."""
+
+    def reset(self, task_info):
+        assert not {"target", "exemplar", "metadata", "level", "task_id", "episode_id"} & set(task_info)
+        text = json.dumps({k: v for k, v in task_info.items() if k != "seed"}, sort_keys=True, default=str)
+        self.guess = sum(text.encode()) * 37 % 360  # any deterministic function of what it was told
+
+    def act(self, observation):
+        assert set(observation) == {"image", "instruction", "heading", "turn", "feedback"}
+        hint = sum(f"{observation['instruction']}{observation['feedback']}".encode()) % 360
+        return {"submit": 1, "yaw": float((self.guess + hint + observation["heading"][0]) % 360), "pitch": -5.0}
+
+
+@pytest.mark.slow
+def test_an_agent_without_pixels_scores_at_chance_on_synth_val(tmp_path):
+    from panoseek.envs import judge
+    from panoseek.envs.eval.runner import run_benchmark
+    from panoseek.envs.rollout import EpisodeSettings
+    from panoseek.scenes import load_suite
+
+    suite = load_suite("synth:val")
+    summary = run_benchmark(suite, PixelBlindAgent, tmp_path, run_info={"suite": "synth:val", "agent": "blind"},
+                            settings=EpisodeSettings(view_size=(16, 9)), workers=2, progress=False)
+    # Chance: the mean over episodes of the judged window's share of the horizon at pitch -5
+    # (a submission uniform in yaw, independent of the target).
+    for kind, stats in summary["kinds"].items():
+        tasks = [task for task in suite if task.kind == kind]
+        shares = [
+            judge.yaw_window(task).half_width / 180.0 * (judge.pitch_window(task) is None or judge.pitch_window(task).contains(-5.0))
+            for task in tasks
+        ]
+        chance = float(np.mean(shares))
+        se = math.sqrt(chance * (1 - chance) / stats["episodes"])
+        assert abs(stats["success"] - chance) < 3 * se + 0.005, (kind, stats["success"], chance)
