@@ -20,6 +20,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     tiny.add_argument("--out", required=True, metavar="DIR", help="folder to write the model into")
     tiny.add_argument("--size", choices=("S", "M"), default="M", help="S: ~0.3M parameters; M: ~5M (default)")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    tiny.add_argument(
+        "--force", action="store_true",
+        help="write into a non-empty folder: overwrite the tiny model's own files, keep (never delete) the others",
+    )
     tiny.set_defaults(handler=run_init_tiny)
 
 
@@ -35,7 +39,7 @@ def run_init_tiny(args: argparse.Namespace) -> int:
     from panoseek.agents.tiny_model import build_tiny_model
 
     try:
-        out = build_tiny_model(args.out, size=args.size, seed=args.seed)
+        out = build_tiny_model(args.out, size=args.size, seed=args.seed, force=args.force)
     except (ValueError, OSError) as error:
         print(f"panoseek model init-tiny: {error}", file=sys.stderr)
         return 2

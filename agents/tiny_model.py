@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,18 +210,36 @@ def tiny_config(size: str, tokenizer):
     )
 
 
-def build_tiny_model(out_dir: str | os.PathLike, size: str = "S", seed: int = 0) -> Path:
-    """Write a random tiny Qwen2.5-VL model, tokenizer and processor files to ``out_dir``."""
-    import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+def build_tiny_model(out_dir: str | os.PathLike, size: str = "S", seed: int = 0, force: bool = False) -> Path:
+    """Write a random tiny Qwen2.5-VL model, tokenizer and processor files to ``out_dir``.
 
+    ``out_dir`` must be new or empty unless ``force``; even then only the files of the
+    tiny model are overwritten and nothing else there is deleted. The files are written to
+    a staging folder first and moved in at the end, because ``save_pretrained`` deletes
+    weight shards it finds in its target folder.
+    """
     if size not in SIZES:
         raise ValueError(f"unknown tiny model size {size!r}; expected one of {sorted(SIZES)}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    if out.is_dir() and not force and any(out.iterdir()):
+        raise ValueError(
+            f"--out {str(out)!r} is not empty; give a new or empty folder, or --force to overwrite "
+            "the tiny model's own files there (other files are kept)"
+        )
     out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".init-tiny-", dir=out) as staging:
+        _write_tiny_model(Path(staging), size, seed)
+        for file in sorted(Path(staging).iterdir()):
+            os.replace(file, out / file.name)
+    return out
+
+
+def _write_tiny_model(out: Path, size: str, seed: int) -> None:
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     tokenizer = train_tokenizer(SIZES[size].vocab_size)
     config = tiny_config(size, tokenizer)
@@ -242,4 +261,3 @@ def build_tiny_model(out_dir: str | os.PathLike, size: str = "S", seed: int = 0)
     tokenizer.save_pretrained(out)
     (out / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2_5_VLProcessor"}, indent=2) + "\n")
     (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    return out

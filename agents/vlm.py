@@ -30,12 +30,52 @@ class VLMError(AgentError):
     """A model folder or option that cannot be used; the message names the path or value."""
 
 
-def _check_model_dir(path: str | os.PathLike) -> Path:
+# Files that hold a tokenizer's vocabulary (without one, transformers builds an empty tokenizer).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def _check_model_dir(path: str | os.PathLike, *, weights: bool = False, processor: bool = False) -> Path:
+    """The local model folder at ``path``, checked for what loading its weights / processor needs.
+
+    Checked here because transformers reports a damaged folder with a traceback from deep
+    inside it, or not at all (no tokenizer files give an empty tokenizer). The weights
+    checked are those transformers loads, ``model.safetensors`` or else the shards of
+    ``model.safetensors.index.json``; only their headers are read.
+    """
     folder = Path(path).expanduser()
+    where = f"model folder {str(folder)!r}"
     if not folder.is_dir():
         raise VLMError(f"model path {str(folder)!r} is not a folder (give a local model folder; nothing is downloaded)")
     if not (folder / "config.json").is_file():
         raise VLMError(f"model path {str(folder)!r} is not a model folder: it has no config.json")
+    if weights:
+        from safetensors import SafetensorError, safe_open
+
+        single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+        if single.is_file():
+            files = [single]
+        elif index.is_file():
+            try:
+                files = [folder / shard for shard in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+                raise VLMError(f"{where}: {index.name} is not a readable shard index ({error!r})") from None
+        else:
+            files = []  # other weight formats: transformers names what it does not find
+        for file in files:
+            try:
+                with safe_open(str(file), framework="pt"):
+                    pass
+            except (SafetensorError, OSError) as error:
+                raise VLMError(f"{where}: weights file {file.name} is missing, truncated or corrupt ({error})") from None
+    if processor:
+        if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+            raise VLMError(f"{where} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)})")
+        try:
+            bundled = "image_processor" in json.loads((folder / "processor_config.json").read_text())
+        except (OSError, ValueError, TypeError):
+            bundled = False
+        if not (bundled or (folder / "preprocessor_config.json").is_file()):
+            raise VLMError(f"{where} has no image processor files (preprocessor_config.json)")
     return folder
 
 
@@ -50,7 +90,7 @@ def load_processor(path: str | os.PathLike, max_pixels: int | None = None):
     from transformers import AutoProcessor
     from transformers.utils import is_torchvision_available
 
-    folder = _check_model_dir(path)
+    folder = _check_model_dir(path, processor=True)
     # Qwen-family image processors take their pixel budget at load time (their model
     # cards recommend exactly this); other families have their own image-size options.
     kwargs: dict[str, Any] = {"local_files_only": True}
@@ -59,10 +99,13 @@ def load_processor(path: str | os.PathLike, max_pixels: int | None = None):
             raise VLMError(f"max_pixels must be at least {28 * 28} (one 28x28 patch), got {max_pixels!r}")
         kwargs["max_pixels"] = int(max_pixels)
         kwargs["min_pixels"] = min(56 * 56, int(max_pixels))
-    if is_torchvision_available():
-        processor = AutoProcessor.from_pretrained(folder, **kwargs)
-    else:
-        processor = _image_only_processor_class(folder).from_pretrained(folder, **kwargs)
+    try:
+        processor_class = AutoProcessor if is_torchvision_available() else _image_only_processor_class(folder)
+        processor = processor_class.from_pretrained(folder, **kwargs)
+    except VLMError:
+        raise
+    except (OSError, ValueError, TypeError) as error:
+        raise VLMError(f"cannot load a processor from {str(folder)!r}: {error}") from error
     processor.tokenizer.padding_side = "left"
     return processor
 
@@ -104,17 +147,18 @@ def _image_only_processor_class(folder: Path):
 def load_vlm(path: str | os.PathLike, *, dtype: str = "auto", device: str = "cpu", max_pixels: int | None = None):
     """Load ``(model, processor)`` from a local folder; ``device="auto"`` spreads over GPUs."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForImageTextToText
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    folder = _check_model_dir(path)
+    folder = _check_model_dir(path, weights=True, processor=True)
     if dtype not in DTYPES:
         raise VLMError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     placement = {"device_map": "auto"} if device == "auto" else {}
     try:
         model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch_dtype, local_files_only=True, **placement)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:
         raise VLMError(f"cannot load an image-text-to-text model from {str(folder)!r}: {error}") from error
     if device != "auto":
         model = model.to(device)

@@ -8,9 +8,10 @@ task named, instead of deep inside an episode.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -29,6 +30,13 @@ LEVEL_NAMES = {
 UNLABELLED = "Unlabelled"  # level name of a start whose level the annotation does not give
 
 DEFAULT_START_YAWS = (0.0, 90.0, 180.0, 270.0)
+
+# Bounds of a task's angles, in degrees: start yaws and the start of a yaw range lie in
+# [-YAW_LIMIT, YAW_LIMIT] (every usual way of writing a yaw), a yaw range ends at most one
+# turn from its start, pitches lie in [-PITCH_LIMIT, PITCH_LIMIT]. Anything else is a
+# typo or a unit error, refused rather than wrapped into a plausible-looking target.
+YAW_LIMIT = 360.0
+PITCH_LIMIT = 90.0
 
 PanoramaSource = Union[str, Path, np.ndarray, Callable[[], np.ndarray]]
 
@@ -79,17 +87,20 @@ class Task:
             raise TaskError(f"{name}: field 'kind' must be one of {KINDS}, got {self.kind!r}")
         if not isinstance(self.instruction, str) or not self.instruction.strip():
             raise TaskError(f"{name}: field 'instruction' must be a non-empty string")
-        object.__setattr__(self, "yaw_range", _angle_pair(name, "yaw_range", self.yaw_range))
-        if self.kind == HOS:
-            if self.pitch_range is None:
-                raise TaskError(f"{name}: an HOS task needs field 'pitch_range'")
-            pitch = _angle_pair(name, "pitch_range", self.pitch_range)
-            if not all(-90.0 <= p <= 90.0 for p in pitch):
-                raise TaskError(f"{name}: field 'pitch_range' must lie in [-90, 90], got {pitch}")
-            object.__setattr__(self, "pitch_range", pitch)
-        elif self.pitch_range is not None:
-            object.__setattr__(self, "pitch_range", _angle_pair(name, "pitch_range", self.pitch_range))
-        starts = tuple(float(wrap_yaw(_finite(name, "start_yaws", y))) for y in self.start_yaws)
+        yaw = _angle_pair(name, "yaw_range", self.yaw_range)
+        if abs(yaw[0]) > YAW_LIMIT or abs(yaw[1] - yaw[0]) > 360.0 + 1e-6:  # slack for y0 + 360 in floats
+            raise TaskError(
+                f"{name}: field 'yaw_range' must start within [-{YAW_LIMIT:g}, {YAW_LIMIT:g}] and end at most "
+                f"one turn (360) from its start, got {self.yaw_range!r}"
+            )
+        object.__setattr__(self, "yaw_range", yaw)
+        if self.kind == HOS and self.pitch_range is None:
+            raise TaskError(f"{name}: an HOS task needs field 'pitch_range'")
+        if self.pitch_range is not None:
+            object.__setattr__(self, "pitch_range", _angle_pair(name, "pitch_range", self.pitch_range, PITCH_LIMIT))
+        if isinstance(self.start_yaws, (str, bytes)) or not isinstance(self.start_yaws, Iterable):
+            raise TaskError(f"{name}: field 'start_yaws' must be a list of numbers, got {self.start_yaws!r}")
+        starts = tuple(float(wrap_yaw(_finite(name, "start_yaws", y, YAW_LIMIT))) for y in self.start_yaws)
         if not starts:
             raise TaskError(f"{name}: field 'start_yaws' is empty")
         levels = tuple(self.levels)
@@ -131,19 +142,22 @@ class Task:
         return as_panorama(source(), source=f"task {self.id!r} panorama")
 
 
-def _finite(name: str, field_name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TaskError(f"{name}: field {field_name!r} holds a non-number {value!r}") from None
+def _finite(name: str, field_name: str, value: Any, limit: float = math.inf) -> float:
+    """``value`` as a float: a real number (not a bool or text), finite, within [-limit, limit]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TaskError(f"{name}: field {field_name!r} holds a non-number {value!r}")
+    number = float(value)
     if not math.isfinite(number):
         raise TaskError(f"{name}: field {field_name!r} holds a non-finite value {value!r}")
+    if abs(number) > limit:
+        raise TaskError(f"{name}: field {field_name!r} must lie in [-{limit:g}, {limit:g}], got {value!r}")
     return number
 
 
-def _angle_pair(name: str, field_name: str, pair: Any) -> tuple[float, float]:
-    try:
-        first, second = pair
-    except (TypeError, ValueError):
-        raise TaskError(f"{name}: field {field_name!r} must be a pair [a, b], got {pair!r}") from None
-    return _finite(name, field_name, first), _finite(name, field_name, second)
+def _angle_pair(name: str, field_name: str, pair: Any, limit: float = math.inf) -> tuple[float, float]:
+    """A pair ``[a, b]`` of numbers (a list, tuple or array, never text) within [-limit, limit]."""
+    if isinstance(pair, np.ndarray):
+        pair = pair.tolist()
+    if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+        raise TaskError(f"{name}: field {field_name!r} must be a pair [a, b] of numbers, got {pair!r}")
+    return _finite(name, field_name, pair[0], limit), _finite(name, field_name, pair[1], limit)

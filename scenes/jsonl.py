@@ -10,7 +10,7 @@ One JSON object per line (blank lines are skipped)::
 Required: ``image`` (relative to the manifest's folder, or absolute), ``instruction``,
 ``kind`` ("HOS" or "HPS"), ``yaw_range``, and ``pitch_range`` for HOS. Optional:
 ``start_yaws`` (default 0, 90, 180, 270), ``levels`` (a list, one per start, or one
-number; rules of :func:`panoseek.scenes.real_panoramas.starts_and_levels`), ``id``
+number; rules of :func:`panoseek.scenes.real_panoramas.make_task`), ``id``
 (default ``line-N``), ``metadata`` (a JSON object). Unknown fields are refused, so a
 misspelt field does not go unnoticed.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from panoseek.envs.task import HOS, KINDS, Task
-from panoseek.scenes.real_panoramas import check_image, make_task, real_suite, starts_and_levels
+from panoseek.scenes.real_panoramas import check_image, make_task, real_suite
 from panoseek.scenes.suite import Suite, SuiteError
 
 REQUIRED_FIELDS = ("image", "instruction", "kind", "yaw_range")
@@ -71,7 +71,7 @@ def _parse_line(where: str, line: str) -> dict[str, Any]:
     if unknown:
         valid = ", ".join(REQUIRED_FIELDS + OPTIONAL_FIELDS)
         raise SuiteError(f"{where}: unknown field {unknown[0]!r} (valid fields: {valid})")
-    if not isinstance(item["image"], str) or not item["image"]:
+    if not isinstance(item["image"], str) or not item["image"] or "\0" in item["image"]:
         raise SuiteError(f"{where}: field 'image' must be a file path, got {item['image']!r}")
     if not isinstance(item.get("metadata", {}), dict):
         raise SuiteError(f"{where}: field 'metadata' must be a JSON object, got {item['metadata']!r}")
@@ -84,12 +84,6 @@ def _task(where: str, default_id: str, image: Path, item: dict[str, Any]) -> Tas
         raise SuiteError(f"{where}: field 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind == HOS and "pitch_range" not in item:
         raise SuiteError(f"{where}: missing field 'pitch_range' (an HOS task needs its pitch range)")
-    starts, levels, computed = starts_and_levels(
-        where, kind, item["yaw_range"], item.get("pitch_range"), item.get("start_yaws"), item.get("levels")
-    )
-    metadata = dict(item.get("metadata", {}))
-    if computed:
-        metadata["levels_from"] = "box visibility"
     return make_task(
         where,
         id=item.get("id", default_id),
@@ -98,7 +92,7 @@ def _task(where: str, default_id: str, image: Path, item: dict[str, Any]) -> Tas
         panorama=image,
         yaw_range=item["yaw_range"],
         pitch_range=item.get("pitch_range"),
-        start_yaws=starts,
-        levels=levels,
-        metadata=metadata,
+        start_yaws=item.get("start_yaws"),
+        levels=item.get("levels"),
+        metadata=dict(item.get("metadata", {})),
     )

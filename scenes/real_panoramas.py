@@ -12,51 +12,32 @@ content hashes would cost seconds per load on a benchmark of large panoramas.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from PIL import Image, UnidentifiedImageError
-
-from panoseek.envs.task import DEFAULT_START_YAWS, HOS, LEVEL_NAMES, Task, TaskError
+from panoseek.envs.panorama import PanoramaError, read_header
+from panoseek.envs.task import DEFAULT_START_YAWS, HOS, Task, TaskError
 from panoseek.scenes.levels import box_visibility, hos_level
 from panoseek.scenes.suite import Suite, SuiteError, fingerprint, task_record
 
-LOADER_VERSION = 1  # bump when a change in parsing changes the tasks read from the same files
+LOADER_VERSION = 2  # bump when a change in parsing or reading changes the tasks or pixels read from the same files
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-# Pillow modes that panoseek.envs.panorama.load_panorama turns into RGB uint8.
-_READABLE_MODES = {
-    "1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I;16", "I;16B", "I;16L", "I"
-}
 _DIGEST_BLOCK = 64 * 1024
 
 
 def check_image(path: Path) -> str:
-    """Check cheaply that ``path`` is a readable 2:1 panorama (header only); return its digest.
+    """Check cheaply (header only) that ``path`` is a panorama panoseek reads; return its digest.
 
-    Grey, palette, 16-bit and RGBA images pass (they are converted on loading); the
-    error names the file for anything else.
+    Grey, palette, 16-bit and RGBA images pass (they are converted on loading), and so do
+    images that are not 2:1 (resampled on loading, with a warning naming the file, given
+    here already); the error names the file for anything else.
     """
-    if not path.is_file():
-        raise SuiteError(f"{path}: panorama file not found")
     try:
-        # Pillow only reads the header here (OpenCV decodes later), so its warning about
-        # very large images does not apply; sizes past its hard limit are still refused.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                mode = image.mode
-                image_format = image.format
-    except Image.DecompressionBombError as error:
-        raise SuiteError(f"{path}: image too large ({error})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise SuiteError(f"{path}: not a readable image ({error})") from None
-    if mode not in _READABLE_MODES:
-        raise SuiteError(f"{path}: {image_format} pixels of mode {mode!r} are not grey, RGB or RGBA")
-    if height < 2 or width != 2 * height:
-        raise SuiteError(f"{path}: an equirectangular panorama is twice as wide as it is high, got {width}x{height}")
+        read_header(path)
+    except PanoramaError as error:
+        raise SuiteError(str(error)) from None
     return _file_digest(path)
 
 
@@ -70,56 +51,39 @@ def _file_digest(path: Path) -> str:
     return f"{size}:{digest.hexdigest()[:16]}"
 
 
-def starts_and_levels(
-    where: str,
-    kind: str,
-    yaw_range: Any,
-    pitch_range: Any,
-    start_yaws: Sequence[float] | None,
-    levels: int | Sequence[int] | None,
-) -> tuple[tuple[float, ...], tuple[int, ...], bool]:
-    """Start yaws and one level per start, and whether the levels were computed.
+def make_task(where: str, *, file_fields: Mapping[str, str] | None = None, **fields: Any) -> Task:
+    """The :class:`Task` of one parsed item, with the start and level rules; errors name ``where``.
 
-    Rules (as H* Bench): no starts -> 0, 90, 180, 270. ``levels`` is a list (one per
-    start) or one number for every start. Missing HOS levels are computed from the
-    target box's visibility in each start view; missing HPS levels are an error,
-    because they depend on the path cues in the picture, which no annotation holds.
+    Rules (as H* Bench): no ``start_yaws`` -> 0, 90, 180, 270; ``levels`` is a list (one
+    per start) or one number for every start. With no levels, an HOS task's are computed
+    from the target box's visibility in each start view (``metadata["levels_from"]``);
+    an HPS task's starts are unlabelled (``None``): HPS levels depend on the path cues in
+    the picture, which no annotation holds. ``file_fields`` maps Task field names to the
+    file's where they differ (``{"yaw_range": "yaw"}``), so messages name the field as
+    the file spells it.
     """
-    if start_yaws is None:
-        start_yaws = DEFAULT_START_YAWS
-    elif isinstance(start_yaws, (str, bytes)) or not isinstance(start_yaws, Sequence) or not start_yaws:
-        raise SuiteError(f"{where}: the start yaws must be a non-empty list of numbers, got {start_yaws!r}")
-    if levels is None:
-        if kind != HOS:
-            names = ", ".join(f"{i} {name}" for i, name in enumerate(LEVEL_NAMES[kind]))
-            raise SuiteError(
-                f"{where}: an {kind} item needs its level ({names}); it depends on the path cues "
-                "and cannot be computed (write 0 if unknown)"
-            )
-        try:
-            visibilities = box_visibility(yaw_range, pitch_range, [float(yaw) for yaw in start_yaws])
-        except (TypeError, ValueError):
-            raise SuiteError(
-                f"{where}: cannot compute levels from yaw range {yaw_range!r}, "
-                f"pitch range {pitch_range!r} and starts {start_yaws!r}"
-            ) from None
-        return tuple(start_yaws), tuple(hos_level(float(v)) for v in visibilities), True
-    if isinstance(levels, int) and not isinstance(levels, bool):
-        levels = [levels] * len(start_yaws)
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or len(levels) != len(start_yaws):
-        raise SuiteError(
-            f"{where}: the levels must be one integer or a list with one per start yaw ({len(start_yaws)}), "
-            f"got {levels!r}"
-        )
-    return tuple(start_yaws), tuple(levels), False
-
-
-def make_task(where: str, **fields: Any) -> Task:
-    """A :class:`Task`, with any field error re-raised naming ``where`` (file, folder or line)."""
+    starts = DEFAULT_START_YAWS if fields.get("start_yaws") is None else fields["start_yaws"]
+    levels = fields.get("levels")
     try:
-        return Task(**fields)
+        if isinstance(starts, (str, bytes)) or not isinstance(starts, Sequence) or not starts:
+            raise TaskError(f"field 'start_yaws' must be a non-empty list of numbers, got {starts!r}")
+        if levels is None or (isinstance(levels, int) and not isinstance(levels, bool)):
+            levels = [levels] * len(starts)
+        elif isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or len(levels) != len(starts):
+            raise TaskError(
+                f"field 'levels' must be one integer or a list with one per start yaw ({len(starts)}), got {levels!r}"
+            )
+        task = Task(**{**fields, "start_yaws": tuple(starts), "levels": tuple(levels)})
+        if fields.get("levels") is None and task.kind == HOS:
+            visibilities = box_visibility(task.yaw_range, task.pitch_range, task.start_yaws)
+            levels = tuple(hos_level(float(visibility)) for visibility in visibilities)
+            task = dataclasses.replace(task, levels=levels, metadata={**task.metadata, "levels_from": "box visibility"})
     except TaskError as error:
-        raise SuiteError(f"{where}: {error}") from None
+        message = str(error)
+        for task_field, file_field in (file_fields or {}).items():
+            message = message.replace(f"field {task_field!r}", f"field {file_field!r}")
+        raise SuiteError(f"{where}: {message}") from None
+    return task
 
 
 def real_suite(name: str, tasks: Sequence[Task], image_digests: Sequence[str]) -> Suite:

@@ -1,10 +1,11 @@
-"""Panorama loading: grey and RGBA are converted, anything else is refused naming the file."""
+"""Panorama loading: grey, RGBA, 16-bit and palette are converted, anything else is refused naming the file."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from panoseek.envs.panorama import PanoramaError, as_panorama, load_panorama, save_image
 
@@ -32,7 +33,7 @@ def test_grey_and_rgba_are_converted(tmp_path) -> None:
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda p: cv2.imwrite(str(p), np.zeros((10, 10, 3), np.uint8)), "twice as wide"),
+        (lambda p: cv2.imwrite(str(p), np.zeros((1, 2, 3), np.uint8)), "at least 2x2 pixels"),
         (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n garbage"), "not a readable image"),
         (lambda p: None, "not found"),
     ],
@@ -52,3 +53,17 @@ def test_bad_arrays_are_refused() -> None:
         as_panorama(np.zeros((8, 16, 2), np.uint8))
     with pytest.raises(PanoramaError, match="numpy array"):
         as_panorama([[1, 2]])
+
+
+def test_16_bit_and_palette_files_keep_their_look(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 65536, (8, 16), dtype=np.uint16)
+    colour = rng.integers(0, 65536, (8, 16, 3), dtype=np.uint16)  # RGB order
+    cv2.imwrite(str(tmp_path / "grey16.png"), grey)
+    cv2.imwrite(str(tmp_path / "rgb16.png"), cv2.cvtColor(colour, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(load_panorama(tmp_path / "grey16.png"), np.dstack([grey >> 8] * 3).astype(np.uint8))
+    np.testing.assert_array_equal(load_panorama(tmp_path / "rgb16.png"), (colour >> 8).astype(np.uint8))
+    rgb = rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).quantize(colors=16).save(tmp_path / "palette.png")
+    expected = cv2.cvtColor(cv2.imread(str(tmp_path / "palette.png")), cv2.COLOR_BGR2RGB)  # as OpenCV reads it
+    np.testing.assert_array_equal(load_panorama(tmp_path / "palette.png"), expected)
