@@ -1,10 +1,12 @@
-"""Scripted baseline agents: ``random``, ``sweep`` and ``oracle``.
+"""Scripted baseline agents: ``random``, ``random_horizon``, ``blind``, ``sweep`` and ``oracle``.
 
-They bracket every learned agent: ``random`` is the floor (its expected success is
-known in closed form from the target windows, which checks the judge), ``oracle`` is
-the ceiling (it reads the judged target, so anything below 100% is a harness bug),
-and ``sweep`` is the simplest honest searcher: look around on a fixed pattern, score
-every view, submit the best spot seen.
+They bracket every learned agent. The floors: ``random`` submits a direction uniform
+on the sphere (its expected success is known in closed form from the target windows,
+which checks the judge); ``random_horizon`` is the table's floor, a uniform yaw at a
+sensible pitch (uniform in [-30, 30]); ``blind`` submits the best fixed offset from
+its start without looking. ``oracle`` is the ceiling (it reads the judged target, so
+anything below 100% is a harness bug), and ``sweep`` is the simplest honest searcher:
+look around on a fixed pattern, score every view, submit the best spot seen.
 """
 
 from __future__ import annotations
@@ -19,21 +21,34 @@ from panoseek.agents.scorers import Scorer, resolve_scorer
 from panoseek.envs.geometry import (
     AngularWindow, camera_rays, clamp_pitch, rotation_matrix, vector_to_lonlat, wrap_yaw, yaw_delta,
 )
+from panoseek.envs.task import HOS, HPS
+
+HORIZON_PITCH = 30.0  # random_horizon: submitted pitch uniform in [-30, 30], where targets are
+
+# Best fixed (yaw offset from the start, pitch) per kind on all of synth:train (generator
+# 2.0), fitted by panoseek.scenes.leaks.fit_blind_offsets; refit with
+#   python benchmarks/leaks.py --fit synth:train
+# (tests/test_benchmark_leaks.py checks them against a refit on a sample of train).
+BLIND_OFFSETS: dict[str, tuple[float, float]] = {HOS: (2.0, -14.0), HPS: (69.0, 0.0)}
 
 
 class RandomAgent:
-    """Turns the head at random a few times, then submits a uniformly random direction.
+    """Turns the head at random a few times, then submits a random direction.
 
-    The submitted yaw is uniform on [0, 360) and the pitch is uniform *on the sphere*
-    (``asin`` of a uniform sine), i.e. the direction is uniform over all directions.
-    With that distribution the success probability of an episode is the judged
-    window's share of yaw times its share of ``sin(pitch)``, whatever the head turns
-    before were (the runner's tests check the judge against exactly this).
+    The submitted yaw is uniform on [0, 360). With ``pitch="sphere"`` (``random``) the
+    pitch is uniform *on the sphere* (``asin`` of a uniform sine), i.e. the direction is
+    uniform over all directions: the success probability of an episode is then the
+    judged window's share of yaw times its share of ``sin(pitch)``, whatever the head
+    turns before were (the runner's tests check the judge against exactly this). With
+    ``pitch="horizon"`` (``random_horizon``) the pitch is uniform in [-30, 30].
     """
 
-    def __init__(self, seed: int = 0, max_rotations: int = 3) -> None:
+    def __init__(self, seed: int = 0, max_rotations: int = 3, pitch: str = "sphere") -> None:
+        if pitch not in ("sphere", "horizon"):
+            raise ValueError(f"pitch must be 'sphere' or 'horizon', got {pitch!r}")
         self.seed = int(seed)
         self.max_rotations = int(max_rotations)
+        self.pitch = pitch
         self._rng = np.random.default_rng(self.seed)
         self._rotations_left = 0
 
@@ -47,8 +62,37 @@ class RandomAgent:
             self._rotations_left -= 1
             return rotate(self._rng.uniform(-180.0, 180.0), self._rng.uniform(-30.0, 30.0))
         yaw = self._rng.uniform(0.0, 360.0)
+        if self.pitch == "horizon":
+            return submit(yaw, self._rng.uniform(-HORIZON_PITCH, HORIZON_PITCH))
         pitch = math.degrees(math.asin(self._rng.uniform(-1.0, 1.0)))
         return submit(yaw, pitch)
+
+
+def horizon_random_agent(seed: int = 0, max_rotations: int = 3) -> RandomAgent:
+    """``random_horizon``: :class:`RandomAgent` with a uniform yaw and a pitch uniform in [-30, 30]."""
+    return RandomAgent(seed, max_rotations, pitch="horizon")
+
+
+class BlindAgent:
+    """Submits its start yaw plus a fixed offset per kind on the first turn, never looking.
+
+    A floor that measures how much a suite leaks the target's direction through the
+    start: it reads only ``task_info["kind"]`` and ``task_info["start_yaw"]``. The
+    offsets default to :data:`BLIND_OFFSETS`, the best on synth:train.
+    """
+
+    def __init__(self, offsets: dict[str, tuple[float, float]] | None = None) -> None:
+        self.offsets = dict(BLIND_OFFSETS if offsets is None else offsets)
+        self._answer: tuple[float, float] | None = None
+
+    def reset(self, task_info: dict[str, Any]) -> None:
+        dyaw, pitch = self.offsets[task_info["kind"]]
+        self._answer = (wrap_yaw(float(task_info["start_yaw"]) + dyaw), pitch)
+
+    def act(self, observation: dict[str, Any]) -> dict[str, Any]:
+        if self._answer is None:
+            raise RuntimeError("BlindAgent.act called before reset")
+        return submit(*self._answer)
 
 
 # Default scan: the horizon ring (4 views 90 degrees apart: a 100-degree view leaves

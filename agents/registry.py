@@ -15,7 +15,9 @@ from panoseek.envs.agent import Agent
 # name -> "module:factory" inside panoseek.agents (imported only when asked for, so
 # naming an agent never pays for another agent's dependencies).
 BUILTIN_AGENTS: dict[str, str] = {
-    "random": "panoseek.agents.baselines:RandomAgent",
+    "random": "panoseek.agents.baselines:RandomAgent",  # direction uniform on the sphere
+    "random_horizon": "panoseek.agents.baselines:horizon_random_agent",  # uniform yaw, pitch in [-30, 30]
+    "blind": "panoseek.agents.baselines:BlindAgent",  # best fixed offset from the start, never looks
     "sweep": "panoseek.agents.baselines:SweepAgent",
     "oracle": "panoseek.agents.baselines:OracleAgent",
     "foveated": "panoseek.agents.foveated:FoveatedAgent",

@@ -10,9 +10,14 @@ Four instruction types of growing difficulty:
 * ``relation``: an identical twin stands elsewhere; only the relation to a unique
   anchor tells them apart ("Find the red suitcase under the clock.").
 
-Targets span about 2° to 20°. Start yaws are chosen per episode to spread levels
-(Easy/Medium/Hard by the target's visibility in the start view, see
-:mod:`panoseek.scenes.visibility`).
+Targets and their look-alikes are drawn as large as the legibility rules need
+(:mod:`panoseek.scenes.legibility`) and up to 30°. A look-alike (same category, other
+attribute or text, or the relation's twin) never comes near the target's judged
+window, so an agent that only recognises the category cannot score by submitting it.
+
+Start yaws never look at the target, as in H* Bench: four yaws 90° apart from a
+seeded random offset. Each start's level (Easy/Medium/Hard by the target's visibility
+in the start view, see :mod:`panoseek.scenes.visibility`) is computed afterwards.
 """
 
 from __future__ import annotations
@@ -22,19 +27,27 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from panoseek.envs.geometry import wrap_yaw, yaw_distance
+from panoseek.envs.judge import YAW_TOLERANCE
+from panoseek.envs.task import HOS
 from panoseek.scenes.layout import AngularPlanner, Layout, Placement, place
+from panoseek.scenes.legibility import is_legible, min_angular_size
 from panoseek.scenes.library import CATEGORIES, FLOOR, PATTERNS, ObjectSpec, category, describe
 from panoseek.scenes.visibility import AMBIGUOUS, start_levels
 
 KINDS = ("category", "attribute", "text", "relation")
 KIND_WEIGHTS = (0.25, 0.3, 0.25, 0.2)
-LEVEL_WEIGHTS = (0.3, 0.2, 0.5)  # Easy, Medium, Hard share of start views
-TARGET_SIZE = (2.0, 20.0)  # degrees, larger angular dimension
+TARGET_SIZE = (2.0, 30.0)  # degrees, larger angular dimension (raised per object to the legibility minimum)
+SIZE_SPREAD = 2.0  # sizes are drawn log-uniformly from an object's legible minimum up to this many times it
+# A look-alike keeps this far beyond the target's judged yaw window (covers its own half width, <= 15°).
+LOOKALIKE_CLEARANCE = TARGET_SIZE[1] / 2.0 + 1.0
 SIGNAGE = {"direction_sign", "pictogram_sign", "exit_sign"}  # reserved for path cues
 ANCHORS = ("clock", "painting", "poster", "screen", "vending_machine", "potted_plant", "atm", "kiosk",
            "fire_extinguisher", "menu_board", "ticket_machine", "phone_booth", "mailbox", "flag", "banner", "door")
 # Categories that look alike under one name: a task on one keeps all of them out of the clutter.
 FAMILIES = ({"person", "child"},)
+# Categories whose texts a text task may ask for: at least 4 texts, legible within TARGET_SIZE.
+TEXT_CATEGORIES = tuple(name for name, cat in CATEGORIES.items() if len(cat.texts) >= 4 and name not in SIGNAGE
+                        and max(min_angular_size(ObjectSpec(name, text=t), "text") for t in cat.texts) <= TARGET_SIZE[1])
 FIND = ("Find the {}.", "Look at the {}.", "Where is the {}? Face it.", "Turn towards the {}.")
 
 
@@ -64,12 +77,23 @@ def make_object_task(layout: Layout, planner: AngularPlanner, rng: np.random.Gen
                "relation": _relation_task}[kind]
     for _ in range(4):
         mark = len(layout.placements)
-        spec = builder(layout, planner, rng, used)
+        trial = set(used)
+        spec = builder(layout, planner, rng, trial)
         if spec is not None:
-            spec.start_yaws, spec.levels = choose_starts(layout.placements[spec.target], rng)
-            return spec
+            spec.start_yaws = blind_starts(rng)
+            levels = start_levels(layout.placements[spec.target], np.array(spec.start_yaws))
+            if AMBIGUOUS not in levels:  # a start on the view's edge has no level: drop the task, not the start
+                used.update(trial)
+                spec.levels = tuple(int(v) for v in levels)
+                return spec
         del layout.placements[mark:]  # a failed attempt leaves nothing behind (planner regions stay reserved)
     return None
+
+
+def blind_starts(rng: np.random.Generator, n: int = 4) -> tuple[float, ...]:
+    """``n`` integer start yaws evenly spaced from a random offset; they never depend on the target."""
+    offset = int(rng.integers(0, 360 // n))
+    return tuple(float((offset + k * 360 // n) % 360) for k in range(n))
 
 
 def _use(used: set[str], name: str) -> None:
@@ -99,8 +123,31 @@ def _spec(rng, name: str, colour: str | None = None, pattern: str | None = None,
     return ObjectSpec(name, colour, pattern, text, int(rng.integers(1 << 30)))
 
 
-def _target(layout, planner, rng, spec, role="target", **kwargs) -> Placement | None:
-    return place(layout, planner, rng, spec, role=role, angular_size=TARGET_SIZE, **kwargs)
+def _target(layout, planner, rng, spec, kind, role="target", **kwargs) -> Placement | None:
+    """Place an object a task asks about, at a legible size (targets, look-alikes and anchors alike)."""
+    low = max(TARGET_SIZE[0], min_angular_size(spec, kind))
+    if low > TARGET_SIZE[1]:
+        return None
+    return place(layout, planner, rng, spec, role=role, angular_size=(low, min(TARGET_SIZE[1], SIZE_SPREAD * low)),
+                 accept=lambda card: is_legible(card, kind), **kwargs)
+
+
+def _lookalike(layout, planner, rng, spec, kind, target: Placement, keep_off=None) -> Placement | None:
+    """Place a look-alike of ``target`` wholly outside its judged yaw window.
+
+    ``keep_off(card)`` may refuse a spot (the relation's twin must stay away from the anchor).
+    """
+    reach = max(target.half_yaw, YAW_TOLERANCE[HOS]) + LOOKALIKE_CLEARANCE
+    for _ in range(6):
+        yaw = wrap_yaw(target.yaw + reach + rng.uniform(0.0, 360.0 - 2.0 * reach))
+        card = _target(layout, planner, rng, spec, kind, role="distractor", yaw=yaw, tries=2)
+        if card is None:
+            continue
+        if keep_off is not None and keep_off(card):
+            layout.placements.remove(card)
+            continue
+        return card
+    return None
 
 
 def _index(layout: Layout, placement: Placement) -> int:
@@ -111,7 +158,7 @@ def _category_task(layout, planner, rng, used):
     name = _pick(rng, allowed_categories(layout, used), layout.scene_type.clutter)
     if name is None:
         return None
-    target = _target(layout, planner, rng, _spec(rng, name))
+    target = _target(layout, planner, rng, _spec(rng, name), "category")
     if target is None:
         return None
     _use(used, name)
@@ -137,11 +184,11 @@ def _attribute_task(layout, planner, rng, used):
         else:
             others = [c for c in cat.colours if c != spec.colour]
             distractors.append(_spec(rng, name, others[int(rng.integers(len(others)))]))
-    target = _target(layout, planner, rng, spec)
+    target = _target(layout, planner, rng, spec, "attribute")
     if target is None:
         return None
-    for d in distractors:
-        _target(layout, planner, rng, d, role="distractor")
+    if sum(_lookalike(layout, planner, rng, d, "attribute", target) is not None for d in distractors) < 2:
+        return None
     same_colour = any(d.colour == spec.colour for d in distractors)
     _use(used, name)
     phrase = describe(spec, colour=True, pattern=same_colour or (spec.pattern != "plain" and rng.random() < 0.5))
@@ -150,19 +197,22 @@ def _attribute_task(layout, planner, rng, used):
 
 
 def _text_task(layout, planner, rng, used):
-    options = [n for n in allowed_categories(layout, used) if len(category(n).texts) >= 4]
+    options = [n for n in allowed_categories(layout, used) if n in TEXT_CATEGORIES]
     name = _pick(rng, options, layout.scene_type.clutter, bias=0.5)
     if name is None:
         return None
     cat = category(name)
     texts = list(rng.permutation(cat.texts))
     spec = _spec(rng, name, text=str(texts[0]))
-    target = _target(layout, planner, rng, spec)
+    target = _target(layout, planner, rng, spec, "text")
     if target is None:
         return None
+    placed = 0
     for text in texts[1 : 1 + int(rng.integers(2, 4))]:
         colour = spec.colour if rng.random() < 0.6 else None
-        _target(layout, planner, rng, _spec(rng, name, colour, text=str(text)), role="distractor")
+        placed += _lookalike(layout, planner, rng, _spec(rng, name, colour, text=str(text)), "text", target) is not None
+    if placed < 2:
+        return None
     _use(used, name)
     quoted = spec.text if name in ("clock", "door", "bus") else f"'{spec.text}'"
     instruction = f"Find the {cat.noun} {cat.text_phrase} {quoted}."
@@ -178,7 +228,7 @@ def _relation_task(layout, planner, rng, used):
     target_name = _pick(rng, target_options, layout.scene_type.clutter)
     if anchor_name is None or target_name is None:
         return None
-    anchor = place(layout, planner, rng, _spec(rng, anchor_name), role="anchor", angular_size=(3.0, 25.0))
+    anchor = _target(layout, planner, rng, _spec(rng, anchor_name), "relation", role="anchor")
     if anchor is None:
         return None
     spec = _spec(rng, target_name)
@@ -192,7 +242,7 @@ def _relation_task(layout, planner, rng, used):
             # Beside the anchor: its half width + the target's (estimated at ~5°) + a gap.
             side = -1.0 if relation == "left of" else 1.0
             at = anchor.yaw + side * (anchor.half_yaw + gap + 3.0)
-        target = _target(layout, planner, rng, spec, yaw=wrap_yaw(at), tries=6)
+        target = _target(layout, planner, rng, spec, "relation", yaw=wrap_yaw(at), tries=6)
         if target is not None:
             break
     if target is None:
@@ -200,15 +250,9 @@ def _relation_task(layout, planner, rng, used):
     if relation != "under" and yaw_distance(target.yaw, anchor.yaw) > anchor.half_yaw + target.half_yaw + 8.0:
         return None
     twin = ObjectSpec(spec.category, spec.colour, spec.pattern, spec.text, int(rng.integers(1 << 30)))
-    for _ in range(6):
-        candidate = _target(layout, planner, rng, twin, role="distractor", tries=1)
-        if candidate is None:
-            continue
-        if yaw_distance(candidate.yaw, anchor.yaw) < anchor.half_yaw + 25.0:
-            layout.placements.remove(candidate)  # too near the anchor: the relation would not tell them apart
-            continue
-        break
-    else:
+    # Near the anchor the relation would not tell the twins apart.
+    if _lookalike(layout, planner, rng, twin, "relation", target,
+                  keep_off=lambda card: yaw_distance(card.yaw, anchor.yaw) < anchor.half_yaw + 25.0) is None:
         return None
     _use(used, anchor_name)
     _use(used, target_name)
@@ -219,23 +263,3 @@ def _relation_task(layout, planner, rng, used):
     return ObjectTaskSpec(instruction, "relation", _index(layout, target),
                           attributes={"category": target_name, "colour": spec.colour, "pattern": spec.pattern,
                                       "anchor": anchor_name, "relation": relation})
-
-
-def choose_starts(target: Placement, rng: np.random.Generator, n: int = 4) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """``n`` integer start yaws whose levels follow :data:`LEVEL_WEIGHTS` where possible."""
-    candidates = np.arange(360.0)
-    levels = start_levels(target, candidates)
-    starts: list[float] = []
-    chosen: list[int] = []
-    free = levels != AMBIGUOUS
-    for _ in range(n):
-        wanted = int(rng.choice(3, p=LEVEL_WEIGHTS))
-        for level in [wanted] + [lv for lv in (2, 0, 1) if lv != wanted]:
-            ok = free & (levels == level)
-            if ok.any():
-                pick = float(rng.choice(candidates[ok]))
-                starts.append(pick)
-                chosen.append(level)
-                free &= yaw_distance(candidates, pick) >= 10.0  # distinct starts
-                break
-    return tuple(starts), tuple(chosen)

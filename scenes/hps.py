@@ -1,8 +1,8 @@
 """Path search (HPS): walkable openings, the signs over them, and path tasks.
 
-Every opening leads somewhere: a numbered range ("Gates 10-20") or a service shown by
-a pictogram ("taxis"). A task names one destination; the way there is exactly one
-opening. Levels follow the cue the scene offers (H* Bench):
+Every opening leads to two destinations, each a numbered range ("Gates 10-20") or a
+service shown by a pictogram ("taxis"). A task names one destination; the way there
+is exactly one opening. Levels follow the cue the scene offers (H* Bench):
 
 * Easy: a sign naming the goal hangs over the correct opening (arrow up);
 * Medium: a sign names the goal, but it hangs over a neighbouring opening and its
@@ -10,6 +10,14 @@ opening. Levels follow the cue the scene offers (H* Bench):
 * Hard: no sign names the goal; an indirect cue does, over the correct opening (the
   range that contains it, or the bare pictogram);
 * Extreme: the indirect cue hangs over a neighbour, its arrow pointing the way.
+
+Every opening's sign follows one rule whatever its role, so the sign's style never
+singles out the goal: two rows, an up arrow with one destination reached through the
+opening, then a side arrow with one reached through the next opening that way (the
+side is the same for the whole scene). Each destination appears exactly once, on its
+own opening's up row or on its neighbour's side row; a row names it ("Gate 12",
+"Taxis") or gives the indirect cue (its range, the bare pictogram) with the same odds
+for goals and other destinations.
 
 Openings are spaced so that the success window of each (its extent, at least centre
 +- 10°) contains no part of another opening: the answer is well defined.
@@ -29,6 +37,13 @@ from panoseek.scenes.layout import AngularPlanner, Layout, Opening, Placement
 from panoseek.scenes.library import ObjectSpec
 
 EASY, MEDIUM, HARD, EXTREME = range(4)
+LEVEL_WEIGHTS = (0.3, 0.25, 0.25, 0.2)  # Easy, Medium, Hard, Extreme share of path tasks
+# Odds that a row names its destination: a goal's row does at Easy and Medium.
+NAMED_SHARE = LEVEL_WEIGHTS[EASY] + LEVEL_WEIGHTS[MEDIUM]
+SIGN_DISTANCE = 7.0  # m: signs hang from the ceiling in front of far openings, as in big halls
+SIGN_ROW_DEG = 6.0  # angular height of one sign row
+SIGN_ROW_WIDTH = 6.0  # a sign is at least this many rows wide (room for arrow, pictogram and text)
+SIGN_MAX_DEG = 34.0  # and at most this wide, so that neighbouring signs never overlap
 WINDOW_MARGIN = 2.0  # degrees kept free between a window's edge and any other opening
 INSTRUCTIONS = (
     "I need to get to {goal}. Turn to face the way I should walk.",
@@ -103,11 +118,11 @@ def opening_overlaps_window(opening: Opening, centre: float, half_width: float) 
 
 
 def add_openings(layout: Layout, planner: AngularPlanner, rng: np.random.Generator) -> None:
-    """Cut 3-5 openings into the walls, away from corners and from each other's windows."""
+    """Cut 3-5 openings into the walls, away from corners, from each other's windows and signs."""
     room = layout.room
     corners = room.corner_yaws()
     wanted = int(rng.integers(3, 6))
-    for _ in range(60):
+    for _ in range(200):
         if len(layout.openings) == wanted:
             break
         centre = float(rng.uniform(0, 360))
@@ -130,6 +145,8 @@ def add_openings(layout: Layout, planner: AngularPlanner, rng: np.random.Generat
 
 
 def _well_separated(a: Opening, b: Opening) -> bool:
+    if yaw_distance(a.centre, b.centre) < SIGN_MAX_DEG + 4.0:  # room for both signs side by side
+        return False
     for first, second in ((a, b), (b, a)):
         if opening_overlaps_window(second, first.centre, window_half_width(first) + WINDOW_MARGIN):
             return False
@@ -137,51 +154,50 @@ def _well_separated(a: Opening, b: Opening) -> bool:
 
 
 def make_path_tasks(layout: Layout, planner: AngularPlanner, rng: np.random.Generator, levels: list[int]) -> list[PathTaskSpec]:
-    """Pick goals for the wanted levels, write the signs that realise those levels."""
+    """Pick goals for the wanted levels, write the signs that realise those levels (module doc)."""
     openings = layout.openings
     n = len(openings)
-    destinations = _destinations(layout, rng, n)
+    destinations = _destinations(layout, rng, 2 * n)
+    reach = [destinations[2 * i : 2 * i + 2] for i in range(n)]  # the two destinations through opening i
+    step = 1 if rng.random() < 0.5 else -1
+    side = "right" if step == 1 else "left"  # side rows point to the next opening that way
+    up_rows: list = [None] * n  # the row over opening i naming a destination through i
+    side_rows: list = [None] * n  # the row over opening i - step pointing to a destination through i
     goals = rng.permutation(n)[: len(levels)]
-    lines: list[list[tuple[str, str, str]]] = [[] for _ in range(n)]
     tasks = []
     for goal_index, level in zip(goals, levels):
         goal_index = int(goal_index)
-        dest = destinations[goal_index]
+        which = int(rng.integers(2))
+        dest, other = reach[goal_index][which], reach[goal_index][1 - which]
         number = None if dest.service else int(rng.integers(dest.first, dest.last + 1))
-        if level in (EASY, HARD):
-            cue_at, arrow = goal_index, "up"
+        direct = level in (EASY, HARD)  # the cue hangs over the goal itself
+        arrow = "up" if direct else side
+        cue = dest.named_line(arrow, number) if level in (EASY, MEDIUM) else dest.range_line(arrow)
+        if direct:
+            up_rows[goal_index], side_rows[goal_index] = cue, _row(other, side, rng)
         else:
-            step = 1 if rng.random() < 0.5 else -1
-            cue_at = (goal_index - step) % n  # the neighbour on the other side points towards the goal
-            arrow = "right" if step == 1 else "left"
-        line = dest.named_line(arrow, number) if level in (EASY, MEDIUM) else dest.range_line(arrow)
-        lines[cue_at].append(line)
+            up_rows[goal_index], side_rows[goal_index] = _row(other, "up", rng), cue
         template = INSTRUCTIONS[int(rng.integers(len(INSTRUCTIONS)))]
         start = float(rng.integers(0, 90))
         tasks.append(PathTaskSpec(
             template.format(goal=dest.goal_name(number)), goal_index, int(level), dest.goal_name(number),
-            dest.sign_text(number), cue_at,
+            dest.sign_text(number), goal_index if direct else (goal_index - step) % n,
             tuple(wrap_yaw(start + 90.0 * k) for k in range(4)),
         ))
-    # Every other opening is signed with its own destination, so signs must be read. A goal
-    # opening left bare (its cue hangs elsewhere) would give itself away: its sign points
-    # to a neighbour that is no task's goal instead.
-    goal_set = {int(g) for g in goals}
     for index in range(n):
-        if index not in goal_set:
-            named = rng.random() < 0.5  # its name ("Gate 12", "Taxis") or its range / bare pictogram
-            dest = destinations[index]
-            own = dest.named_line("up", None if dest.service else dest.first) if named else dest.range_line("up")
-            lines[index].insert(0, own)
-        elif not lines[index]:
-            for step, arrow in ((1, "right"), (-1, "left")):
-                if (index + step) % n not in goal_set:
-                    lines[index].append(destinations[(index + step) % n].range_line(arrow))
-                    break
-    for index, sign_lines in enumerate(lines):
-        if sign_lines:
-            _hang_sign(layout, planner, rng, openings[index], tuple(sign_lines[:3]))
+        if up_rows[index] is None:
+            first, second = reach[index] if rng.random() < 0.5 else reach[index][::-1]
+            up_rows[index], side_rows[index] = _row(first, "up", rng), _row(second, side, rng)
+    for index, opening in enumerate(openings):
+        _hang_sign(layout, planner, rng, opening, (up_rows[index], side_rows[(index + step) % n]))
     return tasks
+
+
+def _row(dest: Destination, arrow: str, rng: np.random.Generator) -> tuple[str, str, str]:
+    """A sign row for a destination no task asks for: its name or its indirect cue."""
+    if rng.random() < NAMED_SHARE:
+        return dest.named_line(arrow, None if dest.service else dest.first)
+    return dest.range_line(arrow)
 
 
 def _destinations(layout: Layout, rng: np.random.Generator, n: int) -> list[Destination]:
@@ -202,14 +218,17 @@ def _destinations(layout: Layout, rng: np.random.Generator, n: int) -> list[Dest
 
 
 def _hang_sign(layout: Layout, planner: AngularPlanner, rng, opening: Opening, lines) -> None:
-    """Hang a direction sign over an opening (or on a gantry above a street)."""
+    """Hang a direction sign in front of an opening (or on a gantry above a street).
+
+    It hangs at most :data:`SIGN_DISTANCE` away with rows :data:`SIGN_ROW_DEG` high, so
+    its text stays legible at the standard view (cap height >= 8 px at 448x252).
+    """
     room = layout.room
-    distance = room.wall_distance(opening.centre) - 0.25
-    scale = max(1.0, distance / 9.0)
-    row = 0.42 * scale
-    height = row * len(lines) + 0.06 * scale
-    width = max(2.0 * scale, 2.0 * distance * math.tan(math.radians(opening.width_deg / 2.0)) * 0.95)
-    width = min(width, 3.0 * height * 3.0 / len(lines) + 1.0)
+    distance = min(room.wall_distance(opening.centre) - 0.25, SIGN_DISTANCE)
+    row = distance * math.tan(math.radians(SIGN_ROW_DEG))
+    height = row * (len(lines) + 0.15)
+    width = max(SIGN_ROW_WIDTH * row, 2.0 * distance * math.tan(math.radians(opening.width_deg / 2.0)) * 0.95)
+    width = min(width, 2.0 * distance * math.tan(math.radians(SIGN_MAX_DEG / 2.0)))
     bottom = opening.height + 0.15 if room.indoor else rng.uniform(3.5, 5.0)
     if room.indoor and bottom + height > room.height - 0.1:
         bottom = max(opening.height + 0.02, room.height - 0.1 - height)

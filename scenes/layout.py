@@ -13,6 +13,7 @@ thousands of tasks without drawing a panorama (:mod:`panoseek.scenes.raster` dra
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,6 +154,8 @@ class Layout:
 
 # ------------------------------------------------------------------- angular planning
 
+MAX_MOUNTED_SCALE = 3.0  # wall and high objects may be up to 3x their usual size (big posters, station clocks)
+
 
 class AngularPlanner:
     """Keeps objects from overlapping in the panorama (so none hides another).
@@ -190,12 +193,15 @@ def place(
     distance: float | None = None,
     tries: int = 12,
     margin: float = 1.0,
+    accept: Callable[[Placement], bool] | None = None,
 ) -> Placement | None:
     """Find a free spot for ``spec`` (at ``yaw`` if given), register and return it.
 
-    ``angular_size`` bounds the object's larger angular dimension (targets: 2-20°).
-    Floor objects stand between the viewer and the wall; wall and high objects hang
-    just in front of the wall. Returns None when no spot is free.
+    ``angular_size`` bounds the object's larger angular dimension, drawn log-uniformly
+    inside it: floor objects stand at the distance that gives it, wall and high
+    objects (just in front of the wall) are scaled up to :data:`MAX_MOUNTED_SCALE`
+    towards it. ``accept`` may refuse a candidate (legibility rules). Returns None when
+    no spot is free.
     """
     cat = category(spec.category)
     room = layout.room
@@ -203,11 +209,14 @@ def place(
         at = float(wrap_yaw(rng.uniform(0, 360) if yaw is None else yaw))
         wall = room.wall_distance(at)
         scale = rng.uniform(0.85, 1.15)
+        wanted = math.exp(rng.uniform(*np.log(angular_size))) if angular_size is not None else 0.0  # log-uniform
+        if cat.mount != FLOOR and wanted:
+            at_wall = 2.0 * math.degrees(math.atan2(max(cat.size) / 2.0, wall))
+            scale = max(scale, min(wanted / at_wall, MAX_MOUNTED_SCALE))
         width, height = cat.size[0] * scale, cat.size[1] * scale
         if cat.mount == FLOOR:
             low, high = 1.6, wall - 0.6
             if angular_size is not None:
-                wanted = math.exp(rng.uniform(*np.log(angular_size)))  # log-uniform: many small objects
                 low = max(low, max(width, height) / (2.0 * math.tan(math.radians(wanted) / 2.0)))
             if distance is not None:
                 low = max(low, distance)
@@ -227,7 +236,9 @@ def place(
         candidate = Placement(spec, at, float(dist), float(base), width, height, room.camera_height, role)
         if angular_size is not None and not angular_size[0] <= candidate.angular_size <= angular_size[1]:
             continue
-        if candidate.pitch_range[1] > 75.0:
+        if candidate.pitch_range[1] > 75.0 or (room.indoor and base + height > room.height - 0.05):
+            continue
+        if accept is not None and not accept(candidate):
             continue
         if planner.fits(candidate.yaw, candidate.half_yaw, candidate.pitch_range, margin):
             planner.add_placement(candidate)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import cv2
@@ -36,6 +37,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 PATTERNS = ("plain", "striped", "dotted", "checked")
 PATTERN_ADJECTIVES = {"plain": "plain", "striped": "striped", "dotted": "polka-dot", "checked": "checked"}
 
+REFERENCE_HEIGHT = 400  # px: text sizes are measured on a sprite this high (they scale with it)
 # Mount decides where an object stands: on the floor, on a wall at eye height, or high up.
 FLOOR, WALL, HIGH = "floor", "wall", "high"
 
@@ -102,6 +104,7 @@ class Painter:
         self.rng = rng
         self._body_fill = np.dstack([_pattern_image(width, height, colour, pattern), np.full((height, width), 255, np.uint8)])
         self._thick = max(1, round(min(width, height) / 60))
+        self.text_caps: list[float] = []  # cap height of every text written, as a fraction of the height
 
     def _pt(self, x: float, y: float) -> tuple[int, int]:
         # 4 fractional bits: smooth placement of small shapes.
@@ -157,6 +160,7 @@ class Painter:
         scale = min(box_w / max(tw, 1), box_h / max(th + base, 1))
         thickness = max(1, round(scale * 1.6))
         (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
+        self.text_caps.append(th / self.h)
         org = (round(x0 * self.w + (box_w - tw) / 2), round(y0 * self.h + (box_h + th) / 2 - base / 3))
         cv2.putText(self.canvas, text, org, font, scale, self._rgba(colour), thickness, cv2.LINE_AA)
 
@@ -398,8 +402,9 @@ def _clock(p, o):
     hours, minutes = (int(v) for v in o.text.split(":"))
     minute_angle = minutes / 60 * 2 * math.pi
     hour_angle = ((hours % 12) + minutes / 60) / 12 * 2 * math.pi
-    p.line(0.5, 0.5, 0.5 + 0.22 * math.sin(hour_angle), 0.5 - 0.22 * math.cos(hour_angle), DARK, 0.07)
-    p.line(0.5, 0.5, 0.5 + 0.34 * math.sin(minute_angle), 0.5 - 0.34 * math.cos(minute_angle), DARK, 0.04)
+    # Hands thick enough that a 1-px crosshair line over them never hides one (see legibility.py).
+    p.line(0.5, 0.5, 0.5 + 0.24 * math.sin(hour_angle), 0.5 - 0.24 * math.cos(hour_angle), DARK, 0.09)
+    p.line(0.5, 0.5, 0.5 + 0.36 * math.sin(minute_angle), 0.5 - 0.36 * math.cos(minute_angle), DARK, 0.06)
 
 
 def _banner(p, o):
@@ -559,8 +564,8 @@ def _table(p, o):
 def _door(p, o):
     p.rect(0, 0, 1, 1, DARK)
     p.rect(0.05, 0.03, 0.95, 1.0, body=True)
-    p.rect(0.3, 0.1, 0.7, 0.22, WHITE)
-    p.text(o.text, 0.32, 0.11, 0.68, 0.21, DARK)
+    p.rect(0.15, 0.08, 0.85, 0.28, WHITE)
+    p.text(o.text, 0.18, 0.09, 0.82, 0.27, DARK)
     p.ellipse(0.82, 0.55, 0.05, 0.025, METAL)
 
 
@@ -597,13 +602,13 @@ def _vending_machine(p, o):
             col = tuple(int(v) for v in p.rng.integers(50, 240, 3))
             p.rect(0.09 + c * 0.15, 0.15 + r * 0.17, 0.19 + c * 0.15, 0.28 + r * 0.17, col)
     p.rect(0.72, 0.3, 0.94, 0.45, DARK)
-    p.text(o.text, 0.05, 0.01, 0.95, 0.11, WHITE if sum(p.colour) < 450 else DARK)
+    p.text(o.text, 0.04, 0.0, 0.96, 0.115, WHITE if sum(p.colour) < 450 else DARK)
 
 
 def _atm(p, o):
     p.rect(0, 0, 1, 1, body=True)
-    p.rect(0.15, 0.15, 0.85, 0.42, SCREEN)
-    p.text(o.text, 0.2, 0.02, 0.8, 0.13, WHITE if sum(p.colour) < 450 else DARK)
+    p.rect(0.15, 0.18, 0.85, 0.42, SCREEN)
+    p.text(o.text, 0.06, 0.01, 0.94, 0.17, WHITE if sum(p.colour) < 450 else DARK)
     for r in range(3):
         for c in range(3):
             p.rect(0.3 + c * 0.14, 0.5 + r * 0.08, 0.4 + c * 0.14, 0.56 + r * 0.08, METAL)
@@ -836,6 +841,21 @@ def draw_object(spec: ObjectSpec, height_px: int, aspect: float | None = None) -
     painter = Painter(width, height, COLOURS[spec.colour], spec.pattern, np.random.default_rng(spec.seed))
     cat.draw(painter, spec)
     return painter.canvas
+
+
+def cap_fraction(spec: ObjectSpec, aspect: float) -> float:
+    """Smallest cap height of the text ``spec`` prints, as a fraction of the object's height (0: none)."""
+    painter = Painter(max(4, round(REFERENCE_HEIGHT * aspect)), REFERENCE_HEIGHT, COLOURS[spec.colour], "plain",
+                      np.random.default_rng(spec.seed))
+    category(spec.category).draw(painter, spec)
+    return min(painter.text_caps, default=0.0)
+
+
+@lru_cache(maxsize=1024)
+def text_cap_fraction(name: str, text: str) -> float:
+    """:func:`cap_fraction` of ``text`` on a ``name`` object of its usual shape (cached)."""
+    cat = category(name)
+    return cap_fraction(ObjectSpec(name, cat.colours[0], "plain", text), cat.aspect)
 
 
 def describe(spec: ObjectSpec, *, colour: bool = True, pattern: bool = False) -> str:

@@ -16,19 +16,19 @@ import numpy as np
 
 from panoseek.scenes.catalog import SceneType, scene_type
 from panoseek.scenes.hos import ObjectTaskSpec, allowed_categories, make_object_task
-from panoseek.scenes.hps import PathTaskSpec, add_openings, make_path_tasks
+from panoseek.scenes.hps import LEVEL_WEIGHTS as HPS_LEVEL_WEIGHTS, PathTaskSpec, add_openings, make_path_tasks
 from panoseek.scenes.layout import AngularPlanner, Layout, Room, place
 from panoseek.scenes.library import ObjectSpec, category
 from panoseek.scenes.raster import DEFAULT_WIDTH, render_layout
 
 # Bump whenever a change alters layouts, tasks or pixels: it is part of every synth fingerprint.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 # Modules whose code decides layouts, tasks, levels or pixels (see generator_digest).
 GENERATOR_MODULES = tuple(
     f"panoseek.scenes.{name}"
-    for name in ("catalog", "hos", "hps", "layout", "levels", "library", "raster", "scene", "synth", "visibility")
+    for name in ("catalog", "hos", "hps", "layout", "legibility", "levels", "library", "raster", "scene", "synth",
+                 "visibility")
 ) + ("panoseek.envs.geometry",)
-HPS_LEVEL_WEIGHTS = (0.3, 0.25, 0.25, 0.2)  # Easy, Medium, Hard, Extreme
 
 
 @dataclass

@@ -38,6 +38,7 @@ from panoseek.scenes.suite import Suite, SuiteError, fingerprint
 OBJECT_PER_SCENE = 3
 PATH_PER_SCENE = 2
 TASKS_PER_SCENE = OBJECT_PER_SCENE + PATH_PER_SCENE
+MIN_OPENINGS = 3  # every split's scenes have 3-5 openings (add_openings may fall short in small rooms)
 _MAX_ATTEMPTS = 50  # seeds tried for one scene slot before giving up (never reached in practice)
 
 
@@ -79,13 +80,14 @@ def scene(seed: int, type_name: str) -> Scene:
 
 
 def scene_slot(split: str, index: int) -> tuple[int, str]:
-    """(seed, scene type) of scene ``index`` of a split: the first seed giving a full scene."""
+    """(seed, scene type) of scene ``index`` of a split: the first seed giving a full scene (tasks, openings)."""
     plan = SPLITS[split]
     type_name = plan.types[index % len(plan.types)]
     for attempt in range(_MAX_ATTEMPTS):
         seed = plan.seed_base + index + attempt * 100_000_000
         built = scene(seed, type_name)
-        if len(built.object_tasks) == OBJECT_PER_SCENE and len(built.path_tasks) == PATH_PER_SCENE:
+        full = len(built.object_tasks) == OBJECT_PER_SCENE and len(built.path_tasks) == PATH_PER_SCENE
+        if full and len(built.layout.openings) >= MIN_OPENINGS:
             return seed, type_name
     raise RuntimeError(f"synth:{split}: scene {index} found no full layout in {_MAX_ATTEMPTS} seeds")
 

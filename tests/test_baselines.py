@@ -1,4 +1,4 @@
-"""Baseline agents (random, sweep, oracle), their scorers, and the agent registry."""
+"""Baseline agents (random, random_horizon, blind, sweep, oracle), their scorers, and the agent registry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import make_task, smooth_panorama
-from panoseek.agents.baselines import OracleAgent, RandomAgent, SweepAgent
+from panoseek.agents.baselines import BLIND_OFFSETS, BlindAgent, OracleAgent, RandomAgent, SweepAgent
 from panoseek.agents.registry import BUILTIN_AGENTS, AgentError, make_agent
 from panoseek.agents.scorers import colour_scorer, colour_words, resolve_scorer, saliency_scorer
 from panoseek.envs.eval.runner import run_benchmark
@@ -32,13 +32,15 @@ def _info(**overrides):
 def test_registry_builds_builtins_and_import_paths():
     assert isinstance(make_agent("random", seed=4), RandomAgent)
     assert isinstance(make_agent("panoseek.agents.baselines:SweepAgent", scorer="saliency"), SweepAgent)
-    assert {"random", "sweep", "oracle"} <= set(BUILTIN_AGENTS)
+    assert {"random", "random_horizon", "blind", "sweep", "oracle"} <= set(BUILTIN_AGENTS)
+    assert isinstance(make_agent("blind"), BlindAgent)
+    assert make_agent("random_horizon", seed=2).pitch == "horizon" and make_agent("random").pitch == "sphere"
 
 
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
-        ("randon", {}, "unknown agent 'randon'; built-in agents: .*oracle, random, sweep"),
+        ("randon", {}, "unknown agent 'randon'; built-in agents: .*oracle, random, random_horizon, sweep"),
         ("no_such_module_xyz:make", {}, "cannot import module 'no_such_module_xyz'"),
         ("panoseek.agents.baselines:Nothing", {}, "has no attribute 'Nothing'"),
         ("panoseek.agents.baselines:DEFAULT_PATTERN", {}, "is not callable"),
@@ -71,6 +73,35 @@ def test_random_agent_is_seeded_and_submits_uniform_directions():
     first.reset(_info(seed=9))
     second.reset(_info(seed=9))
     assert [first.act({}) for _ in range(4)] == [second.act({}) for _ in range(4)]
+
+
+def test_random_horizon_submits_a_uniform_yaw_at_a_pitch_in_plus_minus_30():
+    agent = make_agent("random_horizon", max_rotations=0)
+    actions = []
+    for seed in range(2000):
+        agent.reset(_info(seed=seed))
+        actions.append(agent.act({}))
+    pitches = np.array([a["pitch"] for a in actions])
+    yaws = np.array([a["yaw"] for a in actions])
+    assert pitches.min() >= -30 and pitches.max() <= 30 and abs(np.mean(np.abs(pitches) < 15) - 0.5) < 0.05
+    assert abs(np.mean(yaws < 180) - 0.5) < 0.05
+    with pytest.raises(ValueError, match="pitch must be"):
+        RandomAgent(pitch="uniform")
+
+
+# --------------------------------------------------------------------------- blind
+
+
+def test_blind_agent_submits_its_fixed_offset_from_the_start_on_the_first_turn():
+    agent = BlindAgent()
+    agent.reset({"kind": HOS, "start_yaw": 350.0})  # only what a person is told
+    dyaw, pitch = BLIND_OFFSETS[HOS]
+    assert agent.act({}) == {"submit": 1, "yaw": (350.0 + dyaw) % 360, "pitch": pitch}
+    agent = BlindAgent(offsets={HOS: (10.0, 5.0), HPS: (-20.0, 0.0)})
+    agent.reset(_info(kind=HPS, start_yaw=10.0))
+    assert agent.act({}) == {"submit": 1, "yaw": 350.0, "pitch": 0.0}
+    with pytest.raises(RuntimeError, match="before reset"):
+        BlindAgent().act({})
 
 
 def test_random_agent_submits_within_the_turn_budget():

@@ -28,7 +28,8 @@ def test_test_split_is_600_object_and_400_path_tasks_with_four_starts():
     assert counts["episodes"] == 4000
     hos_levels = counts["kinds"][HOS]["levels"]
     hps_levels = counts["kinds"][HPS]["levels"]
-    assert all(n >= 300 for n in hos_levels.values()), hos_levels  # every level well represented
+    # Starts ignore the target, so HOS levels come out as the geometry gives them (docs/benchmark.md).
+    assert hos_levels["Hard"] > hos_levels["Easy"] > hos_levels["Medium"] >= 50, hos_levels
     assert all(n >= 200 for n in hps_levels.values()), hps_levels
 
 
@@ -59,14 +60,14 @@ def test_metadata_describes_scene_target_and_openings(val):
     assert kinds == {"category", "attribute", "text", "relation"}
 
 
-def test_object_targets_span_about_2_to_20_degrees(val):
+def test_object_targets_span_their_legible_size_up_to_30_degrees(val):
     sizes = []
     for task in val:
         if task.kind == HOS:
             width = (task.yaw_range[1] - task.yaw_range[0]) % 360
             sizes.append(max(width, task.pitch_range[1] - task.pitch_range[0]))
-    assert 1.9 <= min(sizes) and max(sizes) <= 20.1
-    assert np.median(sizes) < 10  # many are small
+    assert 4.8 <= min(sizes) and max(sizes) <= 30.1  # >= 16 px at 448 wide (scenes/legibility.py)
+    assert np.median(sizes) < 20
 
 
 def test_tasks_share_scenes_and_panoramas_are_picklable_callables(val):

@@ -15,7 +15,11 @@ from panoseek.envs.judge import yaw_window
 from panoseek.envs.render import render_view
 from panoseek.envs.task import HOS, HPS
 from panoseek.scenes import load_suite
+from panoseek.scenes.legibility import (
+    MAX_CROSSHAIR_COVER, MIN_CAP_PX, MIN_CLOCK_PX, MIN_SIDE_PX, cap_px, crosshair_cover, pixel_size, reads_detail,
+)
 from panoseek.scenes.levels import HARD, VIEW_FOV_DEG, VIEW_SIZE, box_visibility, hos_level
+from panoseek.scenes.library import cap_fraction
 from panoseek.scenes.synth import scene
 from panoseek.scenes.visibility import visibility
 
@@ -39,6 +43,13 @@ def test_object_targets_are_the_true_extent_seen_whole_from_their_centre(val):
         x, y, front = project_to_view(yaw, pitch, yaw_window(task).centre, centre_pitch, VIEW_FOV_DEG, width, height)
         inside = front & (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
         assert inside.all(), task.id
+
+
+def test_starts_are_four_integer_yaws_90_degrees_apart(val):
+    for task in val:
+        starts = np.array(task.start_yaws)
+        assert len(starts) == 4 and np.array_equal(starts, np.round(starts)), task.id
+        assert np.allclose(np.mod(starts - starts[0], 360.0), [0, 90, 180, 270]), task.id
 
 
 def test_object_levels_match_visibility_and_hard_starts_miss_the_whole_box(val):
@@ -123,3 +134,58 @@ def test_each_object_instruction_singles_out_its_target(val):
             twins = [s for s in same_kind if (s.colour, s.pattern) == (target.colour, target.pattern)]
             assert len(twins) == 2, task.id
             assert task.metadata["attributes"]["anchor"] in {p.spec.category for p in layout.placements}
+
+
+def _asked_about(task):
+    """The target and its same-category look-alikes (the objects a task's legibility rules cover)."""
+    layout = scene(task.metadata["scene_seed"], task.metadata["scene_type"]).layout
+    return [p for p in layout.placements if p.spec.category == _target(task).spec.category]
+
+
+def test_every_target_and_look_alike_is_legible_at_the_standard_view(val):
+    for task in (t for t in val if t.kind == HOS):
+        kind = task.metadata["instruction_type"]
+        for card in _asked_about(task):
+            width, height = pixel_size(card)
+            assert min(width, height) >= MIN_SIDE_PX, (task.id, width, height)
+            assert crosshair_cover(width, height) <= MAX_CROSSHAIR_COVER, task.id
+            detail = reads_detail(card.spec, kind)
+            if detail == "clock":
+                assert min(width, height) >= MIN_CLOCK_PX, task.id
+            elif detail == "text":
+                assert cap_px(card.spec, height) >= MIN_CAP_PX, task.id
+
+
+def test_direction_sign_text_is_legible_at_the_standard_view(val):
+    for index in range(0, len(val), 5):  # one task per scene
+        layout = scene(val[index].metadata["scene_seed"], val[index].metadata["scene_type"]).layout
+        for sign in (p for p in layout.placements if p.role == "sign" and any(row[2] for row in p.spec.lines)):
+            cap = cap_fraction(sign.spec, sign.width / sign.height) * pixel_size(sign)[1]
+            assert cap >= MIN_CAP_PX, (val[index].id, sign.spec.lines, cap)
+
+
+def test_no_look_alike_reaches_into_the_target_judged_window(val):
+    for task in (t for t in val if t.kind == HOS):
+        window = yaw_window(task)
+        target = _target(task)
+        for card in _asked_about(task):
+            if card is not target:  # its whole yaw extent stays out of the window
+                samples = card.yaw_range[0] + np.linspace(0.0, (card.yaw_range[1] - card.yaw_range[0]) % 360, 32)
+                assert not np.any(window.contains(samples)), task.id
+
+
+def test_every_opening_sign_follows_one_rule_whatever_its_role(val):
+    """Two rows: an up arrow, then a side arrow that is the same for the whole scene."""
+    for index in range(0, len(val), 5):
+        layout = scene(val[index].metadata["scene_seed"], val[index].metadata["scene_type"]).layout
+        assert 3 <= len(layout.openings) <= 5, val[index].id
+        signs = [p for p in layout.placements if p.role == "sign"]
+        assert sorted(s.yaw for s in signs) == pytest.approx(sorted(o.centre for o in layout.openings))
+        arrows = {tuple(row[0] for row in sign.spec.lines) for sign in signs}
+        assert arrows in ({("up", "left")}, {("up", "right")}), val[index].id
+
+
+def test_test_unseen_scenes_have_three_to_five_openings():
+    for task in load_suite("synth:test-unseen"):
+        if task.kind == HPS:
+            assert 3 <= len(task.metadata["openings"]) <= 5, task.id
