@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from panoseek.envs.panorama import PanoramaError
-from panoseek.envs.task import KINDS, LEVEL_NAMES, TaskError
+from panoseek.envs.task import KINDS, TaskError
 from panoseek.scenes.suite import SuiteError, load_suite
 
 
@@ -55,7 +55,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def format_description(description: dict[str, Any]) -> str:
     """A readable table: one row per kind (tasks, episodes, episodes per level) and a total."""
-    level_names = list(dict.fromkeys(name for kind in KINDS for name in LEVEL_NAMES[kind]))
+    level_names = list(dict.fromkeys(name for kind in KINDS for name in description["kinds"][kind]["levels"]))
     header = ["kind", "tasks", "episodes", *level_names]
     rows = []
     for kind in KINDS:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, overload
 
 import numpy as np
 
-from panoseek.envs.task import KINDS, LEVEL_NAMES, Task
+from panoseek.envs.task import KINDS, LEVEL_NAMES, UNLABELLED, Task
 
 SYNTH_SPLITS = ("train", "val", "test", "test-unseen")
 FINGERPRINT_LENGTH = 16  # hex digits of sha256 kept: 64 bits, ample to tell suites apart
@@ -85,7 +85,7 @@ class Suite(Sequence[Task]):
         for task in self:
             tasks[task.kind] += 1
             episodes[task.kind] += task.n_starts
-            levels[task.kind].update(LEVEL_NAMES[task.kind][level] for level in task.levels)
+            levels[task.kind].update(task.level_name(start) for start in range(task.n_starts))
         return {
             "name": self._name,
             "fingerprint": self._fingerprint,
@@ -95,7 +95,11 @@ class Suite(Sequence[Task]):
                 kind: {
                     "tasks": tasks[kind],
                     "episodes": episodes[kind],
-                    "levels": {name: levels[kind][name] for name in LEVEL_NAMES[kind]},
+                    "levels": {
+                        name: levels[kind][name]
+                        for name in (*LEVEL_NAMES[kind], UNLABELLED)
+                        if name != UNLABELLED or levels[kind][name]
+                    },
                 }
                 for kind in KINDS
             },

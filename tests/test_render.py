@@ -68,6 +68,7 @@ def angular_error_px(maps: np.ndarray, exact: np.ndarray, pano_w: int, pano_h: i
     return geometry.great_circle_distance(lon_a, lat_a, lon_b, lat_b) / 360.0 * pano_w
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(1920, 1080), (1280, 720), (448, 252)])
 def test_fast_maps_within_a_tenth_of_a_pixel_of_exact(size):
     """The positions render_view samples are within 0.1 px of exact, poles and seam included.

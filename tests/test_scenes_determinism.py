@@ -37,6 +37,7 @@ def _here() -> dict:
     return {"fingerprint": suite.fingerprint, "records": hashlib.sha256(records.encode()).hexdigest(), "pixels": pixels}
 
 
+@pytest.mark.slow
 def test_two_processes_agree_on_fingerprint_tasks_and_pixels(tmp_path):
     env = {"PANOSEEK_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}  # empty disk cache: pixels are drawn
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=env)

@@ -58,6 +58,7 @@ def test_bad_options_are_named(tiny_dir, policy):
         VLMAgent(tiny_dir, sample="maybe")
 
 
+@pytest.mark.slow
 def test_untrained_model_garbage_is_always_handled(policy, tasks):
     """Sampled completions of the random model: every one parses to an action or an invalid one."""
     sampler = VLMPolicy(policy.model, policy.processor, sample=True, temperature=1.5, max_new_tokens=48)
@@ -105,6 +106,7 @@ def test_registered_as_vlm_with_eval_style_arguments(tiny_dir):
     assert agent.policy.processor.image_processor.size["longest_edge"] == 3136
 
 
+@pytest.mark.slow
 def test_batched_and_one_at_a_time_give_the_same_greedy_replies(policy, tasks):
     """The rollout loop plays a lock-step batch with one generate call per turn (act_batch)."""
     specs = [episode_spec(task, t, s, run_seed=0) for t, task in enumerate(tasks) for s in (0, 3)]

@@ -37,6 +37,7 @@ def evaluate(tiny_dir, suite: str, out, limit: int = 8) -> list[dict]:
     return episodes
 
 
+@pytest.mark.slow
 def test_eval_on_own_panoramas(tiny_dir, tmp_path):
     save_image(tmp_path / "pano.png", smooth_panorama(256))
     lines = [
