@@ -9,6 +9,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from panoseek.scenes import load_suite, task_record
 from panoseek.scenes.scene import build_scene
