@@ -20,6 +20,7 @@ from panoseek.envs.protocol import ANGLE_LIMIT, ROTATE, SUBMIT, parse_structured
 from panoseek.envs.render import PreparedPanorama, render_view
 from panoseek.envs.task import Task
 CROSSHAIR_COLOUR = (0, 255, 0)  # RGB green, as H* draws it
+MAX_VIEW_SIDE = 8192  # pixels; larger views (8K is 7680 wide) are refused before any memory is taken
 
 
 class PanoramaSearchEnv(gym.Env):
@@ -334,6 +335,8 @@ def _check_view_size(view_size: Any) -> tuple[int, int]:
         ok = False
     if not ok:
         raise ValueError(f"view_size must be (width, height) with positive integers, got {view_size!r}")
+    if max(width, height) > MAX_VIEW_SIDE:
+        raise ValueError(f"view_size sides must be at most {MAX_VIEW_SIDE} pixels, got {view_size!r}")
     return int(width), int(height)
 
 

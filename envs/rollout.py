@@ -16,10 +16,13 @@ in one batched call are the documented exception, see :mod:`panoseek.envs.agent`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +161,7 @@ def play(
     strict: bool = False,
     exemplar: Exemplar | None = None,
     keep_turns: bool = True,
+    turn_timeout: float | None = None,
 ) -> list[Rollout]:
     """Play episode ``specs[i]`` with ``agents[i]`` in ``envs[i]``, all in lock-step.
 
@@ -166,39 +170,73 @@ def play(
     ``info``). An agent's exception in ``reset`` fails its episode without an action;
     in ``act`` it is an invalid action for that turn. ``exemplar`` provides the
     ``"exemplar"`` privilege. ``keep_turns=False`` keeps only the records (no views).
+
+    ``turn_timeout`` (seconds, main thread only: it uses ``SIGALRM``) bounds each
+    ``act`` (or ``act_batch``) call: a late agent gets :class:`AgentTimeout` raised in
+    its code, the turn is invalid, and the episode ends there, failed, since an agent
+    interrupted mid-thought cannot be trusted to go on.
     """
     if not (len(envs) == len(agents) == len(specs)):
         raise ValueError(f"play needs one env and one agent per episode, got {len(envs)}, {len(agents)}, {len(specs)}")
+    if turn_timeout is not None and not (isinstance(turn_timeout, (int, float)) and turn_timeout > 0):
+        raise ValueError(f"turn_timeout must be a positive number of seconds or None, got {turn_timeout!r}")
+    if turn_timeout is not None and threading.current_thread() is not threading.main_thread():
+        raise ValueError("turn_timeout needs the main thread (it uses SIGALRM); play without it in other threads")
     episodes = [_Episode(env, agent, spec, strict, exemplar, keep_turns) for env, agent, spec in zip(envs, agents, specs)]
     active = [episode for episode in episodes if not episode.done]
     while active:
-        outputs = _act_all([episode.agent for episode in active], [episode.prompt() for episode in active])
+        outputs = _act_all([episode.agent for episode in active], [episode.prompt() for episode in active], turn_timeout)
         for episode, output in zip(active, outputs):
             episode.step(output)
         active = [episode for episode in active if not episode.done]
     return [episode.finish() for episode in episodes]
 
 
-def _act_all(agents: Sequence[Any], observations: Sequence[dict[str, Any]]) -> list[Any]:
+class AgentTimeout(Exception):
+    """Raised inside an agent's ``act`` that ran past the turn timeout."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`AgentTimeout` in the code running when ``seconds`` have passed."""
+    if seconds is None:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise AgentTimeout(f"no action within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _act_all(agents: Sequence[Any], observations: Sequence[dict[str, Any]], timeout: float | None) -> list[Any]:
     """Each agent's output for its observation; an exception becomes that agent's error."""
     batch = getattr(type(agents[0]), "act_batch", None)
     if batch is not None and len(agents) > 1 and all(type(agent) is type(agents[0]) for agent in agents):
         tick = time.perf_counter()
         try:
-            outputs = list(batch(list(agents), list(observations)))
+            with _deadline(timeout):
+                outputs = list(batch(list(agents), list(observations)))
             if len(outputs) != len(agents):
                 raise ValueError(f"act_batch returned {len(outputs)} outputs for {len(agents)} agents")
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - an agent's failure is data
-            outputs = [_AgentFailure(_error_text("act", exc))] * len(agents)
+            outputs = [_AgentFailure(_error_text("act", exc), isinstance(exc, AgentTimeout))] * len(agents)
         share = (time.perf_counter() - tick) / len(agents)
         return [_Timed(output, share) for output in outputs]
     timed = []
     for agent, observation in zip(agents, observations):
         tick = time.perf_counter()
         try:
-            output = agent.act(observation)
+            with _deadline(timeout):
+                output = agent.act(observation)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - an agent's failure is data
-            output = _AgentFailure(_error_text("act", exc))
+            output = _AgentFailure(_error_text("act", exc), isinstance(exc, AgentTimeout))
         timed.append(_Timed(output, time.perf_counter() - tick))
     return timed
 
@@ -206,6 +244,7 @@ def _act_all(agents: Sequence[Any], observations: Sequence[dict[str, Any]]) -> l
 @dataclass(frozen=True)
 class _AgentFailure:
     error: str
+    ends_episode: bool = False  # a timeout: the agent's state cannot be trusted any more
 
 
 @dataclass(frozen=True)
@@ -300,7 +339,7 @@ class _Episode:
         self.feedback = info["feedback"]
         self.turn += 1
         self._note_seen()
-        self.done = terminated or truncated
+        self.done = terminated or truncated or (isinstance(timed.output, _AgentFailure) and timed.output.ends_episode)
 
     def _note_seen(self) -> None:
         if self.first_seen is None and self.info.get("target_in_view"):

@@ -16,9 +16,13 @@ from typing import Any
 from panoseek.agents.registry import BUILTIN_AGENTS, AgentError, make_agent, resolve_factory
 from panoseek.envs.eval.records import RecordsError, merge_folders
 from panoseek.envs.eval.runner import EpisodeFailure, run_benchmark
+from panoseek.envs.env import MAX_VIEW_SIDE
 from panoseek.envs.rollout import EpisodeSettings
 from panoseek.envs.task import Task
 from panoseek.scenes import SuiteError, load_suite
+
+
+DEFAULT_TURN_TIMEOUT = 900.0  # seconds: generous for a language model on a CPU
 
 
 def _view_size(text: str) -> tuple[int, int]:
@@ -28,7 +32,22 @@ def _view_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--view-size must be WIDTHxHEIGHT, e.g. 448x252, got {text!r}") from None
     if width < 1 or height < 1:
         raise argparse.ArgumentTypeError(f"--view-size must be positive, got {text!r}")
+    if max(width, height) > MAX_VIEW_SIDE:
+        raise argparse.ArgumentTypeError(f"--view-size sides must be at most {MAX_VIEW_SIDE} pixels, got {text!r}")
     return width, height
+
+
+def _seconds(text: str) -> float | None:
+    """A positive number of seconds, or 0 / "none" for no limit."""
+    if text.strip().lower() in ("0", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a positive number, or 0 for none), got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds (a positive number, or 0 for none), got {text!r}")
+    return value
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -112,6 +131,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--agent-arg", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
     if args.strict:
         parts.append("--strict")
+    if args.turn_timeout != DEFAULT_TURN_TIMEOUT:
+        parts += ["--turn-timeout", "0" if args.turn_timeout is None else f"{args.turn_timeout:g}"]
     return shlex.join(parts)
 
 
@@ -142,6 +163,8 @@ def _eval(args: argparse.Namespace) -> int:
             limit=args.limit,
             shard=args.shard,
             exemplar=exemplar_picture,
+            turn_timeout=args.turn_timeout,
+            restart=args.restart,
             progress=not args.quiet,
         )
     except (AgentError, SuiteError, RecordsError, EpisodeFailure) as error:
@@ -189,6 +212,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         help="size of the views (default 448x252; H* uses 1920x1080)")
     parser.add_argument("--max-turns", type=_positive, default=10, help="turns per episode (default 10, as H*)")
     parser.add_argument("--strict", action="store_true", help="parse text actions strictly (exact H* format)")
+    parser.add_argument("--turn-timeout", type=_seconds, default=DEFAULT_TURN_TIMEOUT, metavar="SECONDS",
+                        help=f"longest an agent may take for one turn (default {DEFAULT_TURN_TIMEOUT:g}; 0: no limit); "
+                        "a late turn is invalid and ends its episode, recorded as a timeout")
+    parser.add_argument("--restart", action="store_true",
+                        help="move the results already in --out aside (into OUT/previous-N/) and start the run again")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_eval)
 

@@ -65,6 +65,9 @@ def run_report(args: argparse.Namespace) -> int:
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the report's folder is a file, read-only, full ...
+        print(f"error: cannot write the report: {error.strerror or error}: {error.filename or args.out}", file=sys.stderr)
+        return 2
     for path in written:
         print(path)
     return 0

@@ -34,7 +34,7 @@ SUMMARY_FILE = "summary.json"
 # only when they agree (workers, progress bars and timings do not change results).
 IDENTITY_KEYS = (
     "suite", "fingerprint", "agent", "agent_args", "model", "seed",
-    "view_size", "fov_deg", "max_turns", "limit",
+    "view_size", "fov_deg", "max_turns", "limit", "strict", "crosshair",
 )
 
 
@@ -207,6 +207,8 @@ def merge_folders(out_dir: str | Path, folders: Sequence[str | Path]) -> dict[st
     """
     if not folders:
         raise RecordsError("merge needs at least one results folder")
+    if not str(out_dir).strip():  # Path("") would be the current folder
+        raise RecordsError("the merged results folder name is empty: give a folder name")
     out_dir = Path(out_dir)
     runs, merged, origin = [], [], {}
     for folder in folders:
@@ -227,7 +229,11 @@ def merge_folders(out_dir: str | Path, folders: Sequence[str | Path]) -> dict[st
             merged.append(record)
     if (out_dir / EPISODES_FILE).exists():
         raise RecordsError(f"{out_dir}: already holds {EPISODES_FILE}; merge into a new folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / EPISODES_FILE).touch()
+    except OSError as error:
+        raise RecordsError(f"{out_dir}: cannot write the merged results there ({error.strerror or error})") from None
     run = {key: value for key, value in runs[0].items() if key not in ("shard", "expected_episodes")}
     run["merged_from"] = [str(f) for f in folders]
     expected = run.get("total_episodes")

@@ -21,12 +21,13 @@ or agents (DESIGN.md); the ``panoseek eval`` command wires them in.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import multiprocessing as mp
 import os
 import queue
 import signal
-import traceback
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -128,6 +129,10 @@ class EpisodeFailure(RuntimeError):
     """The environment failed on an episode (not the agent): the run stops, naming it."""
 
 
+class AgentFactoryError(EpisodeFailure):
+    """The agent factory raised: no episode can be played; the message names the error."""
+
+
 def make_env(tasks: Sequence[Task], settings: EpisodeSettings) -> PanoramaSearchEnv:
     """The environment the runner plays episodes in (with the diagnostics records need)."""
     return PanoramaSearchEnv(
@@ -139,16 +144,21 @@ def make_env(tasks: Sequence[Task], settings: EpisodeSettings) -> PanoramaSearch
 class _Player:
     """Plays planned episodes in lock-step batches, a fresh agent each, in one process."""
 
-    def __init__(self, tasks, agent_factory, settings: EpisodeSettings, exemplar, batch_size: int) -> None:
+    def __init__(self, tasks, agent_factory, settings: EpisodeSettings, exemplar, batch_size: int,
+                 turn_timeout: float | None) -> None:
         self.envs = [make_env(tasks, settings) for _ in range(batch_size)]
         self.agent_factory, self.settings, self.exemplar = agent_factory, settings, exemplar
+        self.turn_timeout = turn_timeout
 
     def records(self, episodes: Sequence[PlannedEpisode]) -> list[dict[str, Any]]:
         specs = [episode.spec for episode in episodes]
         try:
             agents = [self.agent_factory() for _ in specs]
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a configuration error, named once
+            raise AgentFactoryError(f"cannot build the agent: {type(exc).__name__}: {exc}") from exc
+        try:
             rollouts = play(self.envs[: len(specs)], agents, specs, strict=self.settings.strict,
-                            exemplar=self.exemplar, keep_turns=False)
+                            exemplar=self.exemplar, keep_turns=False, turn_timeout=self.turn_timeout)
         except Exception as exc:  # noqa: BLE001 - re-raised with the episodes named
             names = ", ".join(spec.episode_id for spec in specs)
             raise EpisodeFailure(f"episode {names}: {type(exc).__name__}: {exc}") from exc
@@ -166,32 +176,41 @@ def _batches(episodes: Sequence[PlannedEpisode], batch_size: int) -> list[list[P
     return batches
 
 
-def _worker(tasks, agent_factory, settings, exemplar, batch_size, jobs, results, parent_pid: int) -> None:
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (a SIGKILLed ``panoseek eval``
+    must not leave workers running an agent, and the resource tracker, as orphans)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _worker(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout, jobs, results, parent_pid: int) -> None:
     """A worker process: plays the bundles of episodes it takes from ``jobs``."""
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     cv2.setNumThreads(1)  # the workers already fill the cores; nested thread pools would fight
     try:
-        player = _Player(tasks, agent_factory, settings, exemplar, batch_size)
+        player = _Player(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout)
         for bundle in iter(jobs.get, None):
             for batch in _batches(bundle, batch_size):
-                if os.getppid() != parent_pid:  # the parent died (e.g. SIGKILL): stop
-                    return
                 for record in player.records(batch):
                     results.put(("record", record))
     except (ValueError, EpisodeFailure) as exc:  # their messages name the value or the episode
         results.put(("fatal", f"{type(exc).__name__}: {exc}"))
-    except BaseException:  # noqa: BLE001 - reported to the parent, which stops the run
-        results.put(("fatal", traceback.format_exc()))
+    except BaseException as exc:  # noqa: BLE001 - e.g. an agent raising KeyboardInterrupt: one line to the parent
+        results.put(("fatal", f"{type(exc).__name__} in a worker: {exc}".rstrip(": ")))
 
 
-def _run_in_process(tasks, agent_factory, settings, exemplar, batch_size, pending, emit) -> None:
-    player = _Player(tasks, agent_factory, settings, exemplar, batch_size)
+def _run_in_process(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout, pending, emit) -> None:
+    player = _Player(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout)
     for batch in _batches(pending, batch_size):
         for record in player.records(batch):
             emit(record)
 
 
-def _run_in_workers(tasks, agent_factory, settings, exemplar, batch_size, pending, emit, workers: int) -> None:
+def _run_in_workers(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout, pending, emit, workers: int) -> None:
     context = mp.get_context("spawn")
     jobs, results = context.Queue(), context.Queue()
     bundles: dict[int, list[PlannedEpisode]] = {}
@@ -205,7 +224,7 @@ def _run_in_workers(tasks, agent_factory, settings, exemplar, batch_size, pendin
     processes = [
         context.Process(
             target=_worker,
-            args=(tasks, agent_factory, settings, exemplar, batch_size, jobs, results, os.getpid()),
+            args=(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout, jobs, results, os.getpid()),
             daemon=True,
         )
         for _ in range(count)
@@ -223,7 +242,8 @@ def _run_in_workers(tasks, agent_factory, settings, exemplar, batch_size, pendin
                     raise EpisodeFailure(f"all workers exited (codes {codes}) with {remaining} episodes left")
                 continue
             if kind == "fatal":
-                raise EpisodeFailure(f"a worker failed: {payload}")
+                failure = AgentFactoryError if payload.startswith("AgentFactoryError") else EpisodeFailure
+                raise failure(f"a worker failed: {payload}")
             emit(payload)
             remaining -= 1
         for process in processes:
@@ -234,6 +254,20 @@ def _run_in_workers(tasks, agent_factory, settings, exemplar, batch_size, pendin
                 process.terminate()
         for process in processes:
             process.join(timeout=5)
+
+
+def _set_aside(out_dir: Path) -> None:
+    """Move a folder's results files into ``previous-N/`` (the first free N), losing nothing."""
+    files = [out_dir / name for name in (EPISODES_FILE, RUN_FILE, SUMMARY_FILE) if (out_dir / name).exists()]
+    if not files:
+        return
+    number = 1
+    while (out_dir / f"previous-{number}").exists():
+        number += 1
+    target = out_dir / f"previous-{number}"
+    target.mkdir()
+    for file in files:
+        file.rename(target / file.name)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -259,6 +293,8 @@ def run_benchmark(
     limit: int | None = None,
     shard: tuple[int, int] | None = None,
     exemplar: Exemplar | None = None,
+    turn_timeout: float | None = None,
+    restart: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Play every episode not yet recorded in ``out_dir``; write the summary; return it.
@@ -266,16 +302,25 @@ def run_benchmark(
     With ``workers > 1`` the tasks, ``agent_factory`` and ``exemplar`` are sent to
     spawned processes, so they must pickle (module-level functions,
     ``functools.partial`` of them, tasks with path, array or picklable callable
-    panoramas). ``run_info`` describes the
-    run for ``run.json`` (``suite``, ``fingerprint``, ``agent``, ``agent_args``,
-    ``model``, ``command``); a folder that holds a different run is refused.
+    panoramas). ``run_info`` describes the run for ``run.json`` (``suite``,
+    ``fingerprint``, ``agent``, ``agent_args``, ``model``, ``command``). A folder that
+    holds a different run with recorded episodes is refused (with no episode recorded,
+    its ``run.json`` is replaced); ``restart=True`` first moves the folder's results
+    into ``previous-N/`` inside it, so nothing is lost. ``turn_timeout`` bounds each
+    agent turn (see :func:`panoseek.envs.rollout.play`).
     """
     for name, value in (("workers", workers), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     task_list = tuple(tasks)
+    if not str(out_dir).strip():  # Path("") would be the current folder
+        raise RecordsError("the results folder name is empty: give a folder name")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(out_dir / ".lock", "w")
+    except OSError as error:
+        raise RecordsError(f"{out_dir}: cannot write results there ({error.strerror or error})") from None
     planned = plan_episodes(task_list, seed=settings.seed, limit=limit, shard=shard)
     total = len(plan_episodes(task_list, seed=settings.seed, limit=limit))
     run = {
@@ -287,19 +332,24 @@ def run_benchmark(
         "total_episodes": total,
         "versions": library_versions(),
     }
-    with open(out_dir / ".lock", "w") as lock:
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RecordsError(f"{out_dir}: another evaluation is writing to this folder") from None
+        if restart:
+            _set_aside(out_dir)
         run_path = out_dir / RUN_FILE
-        if run_path.exists():
-            diff = config_mismatch(read_json(run_path), run, (*IDENTITY_KEYS, "strict", "crosshair", "shard"))
+        recorded = read_episodes(out_dir / EPISODES_FILE)
+        if run_path.exists() and recorded:
+            diff = config_mismatch(read_json(run_path), run, (*IDENTITY_KEYS, "shard"))
             if diff:
                 raise RecordsError(
-                    f"{out_dir} holds a different run ({'; '.join(diff)}); use a new --out folder"
+                    f"{out_dir} holds a different run with {len(recorded)} recorded episodes ({'; '.join(diff)}); "
+                    "use a new --out folder, or add --restart to move those results aside into "
+                    f"{out_dir}/previous-N/ and start again"
                 )
-        elif (out_dir / EPISODES_FILE).exists():
+        elif recorded:
             raise RecordsError(f"{out_dir}: has {EPISODES_FILE} but no {RUN_FILE}; use a new --out folder")
         write_json(run_path, run)
 
@@ -323,9 +373,11 @@ def run_benchmark(
                 bar.update(1)
 
             if pending and workers == 1:
-                _run_in_process(task_list, agent_factory, settings, exemplar, batch_size, pending, emit)
+                _run_in_process(task_list, agent_factory, settings, exemplar, batch_size, turn_timeout, pending, emit)
             elif pending:
-                _run_in_workers(task_list, agent_factory, settings, exemplar, batch_size, pending, emit, workers)
+                _run_in_workers(
+                    task_list, agent_factory, settings, exemplar, batch_size, turn_timeout, pending, emit, workers
+                )
 
         records = read_episodes(out_dir / EPISODES_FILE)
         summary = summarize(records, run, expected=len(planned))
