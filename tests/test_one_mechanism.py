@@ -127,24 +127,48 @@ class PixelBlindAgent:
         return {"submit": 1, "yaw": float((self.guess + hint + observation["heading"][0]) % 360), "pitch": -5.0}
 
 
-@pytest.mark.slow
-def test_an_agent_without_pixels_scores_at_chance_on_synth_val(tmp_path):
+class MemoryAgent:
+    """Remembers, in class state that outlives its instances, the start yaws it met for each
+    instruction, and submits the mean direction of the other starts of the same instruction
+    (in synth v1 the starts were placed around the target, so this found it well above chance)."""
+
+    memory: dict[str, list[float]] = {}
+
+    def reset(self, task_info):
+        starts = MemoryAgent.memory.setdefault(task_info["instruction"], [])
+        others = [yaw for yaw in starts if yaw != task_info["start_yaw"]]
+        mean = math.degrees(math.atan2(sum(math.sin(math.radians(y)) for y in others),
+                                       sum(math.cos(math.radians(y)) for y in others))) if others else task_info["start_yaw"] + 24
+        self.guess = mean % 360
+        starts.append(task_info["start_yaw"])
+
+    def act(self, observation):
+        return {"submit": 1, "yaw": self.guess, "pitch": -5.0}
+
+
+def _at_chance(summary, suite) -> None:
+    """Each kind's success within 3 s.e. of a submission uniform in yaw at pitch -5."""
     from panoseek.envs import judge
+
+    for kind, stats in summary["kinds"].items():
+        shares = [
+            judge.yaw_window(task).half_width / 180.0 * (judge.pitch_window(task) is None or judge.pitch_window(task).contains(-5.0))
+            for task in suite if task.kind == kind
+        ]
+        chance = float(np.mean(shares))
+        se = math.sqrt(chance * (1 - chance) / stats["episodes"])
+        assert abs(stats["success"] - chance) < 3 * se + 0.005, (kind, stats["success"], chance)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", [PixelBlindAgent, MemoryAgent])
+def test_agents_without_pixels_score_at_chance_on_synth_val(tmp_path, agent):
     from panoseek.envs.eval.runner import run_benchmark
     from panoseek.envs.rollout import EpisodeSettings
     from panoseek.scenes import load_suite
 
     suite = load_suite("synth:val")
-    summary = run_benchmark(suite, PixelBlindAgent, tmp_path, run_info={"suite": "synth:val", "agent": "blind"},
-                            settings=EpisodeSettings(view_size=(16, 9)), workers=2, progress=False)
-    # Chance: the mean over episodes of the judged window's share of the horizon at pitch -5
-    # (a submission uniform in yaw, independent of the target).
-    for kind, stats in summary["kinds"].items():
-        tasks = [task for task in suite if task.kind == kind]
-        shares = [
-            judge.yaw_window(task).half_width / 180.0 * (judge.pitch_window(task) is None or judge.pitch_window(task).contains(-5.0))
-            for task in tasks
-        ]
-        chance = float(np.mean(shares))
-        se = math.sqrt(chance * (1 - chance) / stats["episodes"])
-        assert abs(stats["success"] - chance) < 3 * se + 0.005, (kind, stats["success"], chance)
+    MemoryAgent.memory.clear()
+    summary = run_benchmark(suite, agent, tmp_path, run_info={"suite": "synth:val", "agent": agent.__name__},
+                            settings=EpisodeSettings(view_size=(16, 9)), progress=False)
+    _at_chance(summary, suite)

@@ -74,6 +74,21 @@ def test_table_counts_match_records():
     assert [counts(group) for group in by_level(hps, HPS).values()] == [(2, 2)] * 3 + [(2, 0)]
 
 
+def test_efficiency_statistics_count_rotation_and_first_sight():
+    from panoseek.envs.eval.stats import seen_by_turn
+
+    records = [
+        {**record("a", 0, HOS, 0, True, 3), "rotation_deg": 60.0, "first_seen_turn": 0},
+        {**record("b", 0, HOS, 2, False, 10, submitted=None), "rotation_deg": 300.0, "first_seen_turn": 4},
+        {**record("c", 0, HOS, 2, False, 2), "rotation_deg": 30.0, "first_seen_turn": None},
+    ]
+    stats = group_stats(records)
+    assert stats["mean_rotation_deg"] == 130.0 and stats["seen_rate"] == pytest.approx(2 / 3)
+    assert stats["mean_first_seen_turn"] == 2.0 and stats["submitted_rate"] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(seen_by_turn(records, 5), [1 / 3, 1 / 3, 1 / 3, 1 / 3, 2 / 3])
+    assert seen_by_turn(RECORDS, 5) is None  # records from before these fields: no curve, no guess
+
+
 def test_success_by_turn_counts_successes_within_t_turns():
     curve = success_by_turn(RECORDS, 10)
     # successes: HOS 3 at turn 2, 1 at turn 3; HPS turns 1+i%4 for i%4 in 0..2 -> 2 each at turns 1, 2, 3

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from panoseek.envs import geometry
-from panoseek.envs.eval.stats import level_name, success_by_turn
+from panoseek.envs.eval.stats import level_name, seen_by_turn, success_by_turn
 from panoseek.envs.judge import pitch_window, yaw_window
 from panoseek.envs.render import render_view
 from panoseek.envs.task import HOS, HPS, Task
@@ -39,7 +39,10 @@ def plot_success_by_turn(results: Sequence[Any], labels: Sequence[str], path: Pa
             episodes = [e for e in result.episodes if e["kind"] == kind]
             if episodes:
                 curve = 100.0 * success_by_turn(episodes, max_turns)
-                axis.plot(turns, curve, marker="o", markersize=3, label=f"{label} (n={len(episodes)})")
+                (line,) = axis.plot(turns, curve, marker="o", markersize=3, label=f"{label} (n={len(episodes)})")
+                seen = seen_by_turn(episodes, max_turns)
+                if seen is not None:  # dashed: the target had been in view by turn t (search, not judgement)
+                    axis.plot(turns, 100.0 * seen, linestyle="--", linewidth=1, color=line.get_color())
         axis.set_title(f"{kind}: {'object' if kind == HOS else 'path'} search")
         axis.set_xlabel("turn")
         axis.set_xticks(turns)
@@ -47,7 +50,7 @@ def plot_success_by_turn(results: Sequence[Any], labels: Sequence[str], path: Pa
         axis.grid(alpha=0.3)
         if axis.lines:
             axis.legend(loc="best", fontsize=8)
-    axes[0].set_ylabel("episodes succeeded by turn t (%)")
+    axes[0].set_ylabel("succeeded by turn t (%); dashed: target seen by t")
     axes[0].set_ylim(-2, 103)  # room for lines at 0% and 100%
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

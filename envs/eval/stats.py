@@ -112,6 +112,16 @@ def success_by_turn(records: Sequence[Record], max_turns: int) -> np.ndarray:
     return (finished[None, :] <= turns[:, None]).sum(axis=1) / len(records)
 
 
+def seen_by_turn(records: Sequence[Record], max_turns: int) -> np.ndarray | None:
+    """Fraction of episodes whose target had been in view by turn t (the start view is
+    turn 0), for t = 1..max_turns; None when the records do not say (older results)."""
+    if not records or not all("first_seen_turn" in r for r in records):
+        return None
+    seen = np.array([r["first_seen_turn"] for r in records if r["first_seen_turn"] is not None], dtype=np.int64)
+    turns = np.arange(1, max_turns + 1)
+    return (seen[None, :] < turns[:, None]).sum(axis=1) / len(records)
+
+
 def privileges_used(records: Sequence[Record]) -> list[str]:
     """The privileges any episode's agent was given (empty: the run is search only)."""
     return sorted({name for r in records for name in r.get("privileged") or ()})
