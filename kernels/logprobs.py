@@ -6,7 +6,10 @@ gradient), which dominates training memory at Qwen2.5-VL's vocabulary of 151,936
 :func:`token_logprobs` walks the tokens in chunks: each chunk's logits are computed
 (torch matmul), reduced to per-row statistics (Triton kernel or PyTorch), and freed; the
 backward pass recomputes each chunk's logits and turns them into gradients in place.
-Peak extra memory is one ``[chunk_size x vocab]`` block, at the price of one extra matmul.
+Peak extra memory is a few ``[chunk_size x vocab]`` blocks and the float32 weight
+gradient, at the price of one extra matmul. The weight gradient is summed over chunks in
+float32 without rounding each chunk's product to bf16/fp16 first (rounding per chunk
+biases training, which one big matmul does not).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import torch
 from panoseek.kernels.dispatch import choose_backend
 
 IGNORE_INDEX = -100
+DEFAULT_CHUNK = 512  # most tokens per block
+MIN_CHUNK = 64  # blocks are at most a quarter of the tokens, but never fewer than this many
+_CUDA_MM_OUT_DTYPE = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 8)
 
 
 def token_logprobs(
@@ -23,7 +29,7 @@ def token_logprobs(
     lm_head_weight: torch.Tensor,
     targets: torch.Tensor,
     *,
-    chunk_size: int = 2048,
+    chunk_size: int = DEFAULT_CHUNK,
     return_entropy: bool = False,
     ignore_index: int = IGNORE_INDEX,
     backend: str = "auto",
@@ -36,8 +42,14 @@ def token_logprobs(
     ``nn.Linear`` lm-head would, and reduced in float32 (float64 inputs stay float64
     and take the PyTorch path, for gradient checks). With ``return_entropy`` the
     result is ``(logprobs, entropies)``, the entropy of each token's full distribution.
+
+    ``chunk_size`` is the most tokens per block; a block is also at most a quarter of
+    the tokens (at least ``MIN_CHUNK``), so short sequences never hold more than the
+    naive path would.
     """
     _validate(hidden, lm_head_weight, targets, chunk_size, ignore_index)
+    tokens = targets.numel()
+    chunk_size = min(chunk_size, max(MIN_CHUNK, -(-tokens // 4)))
     use_triton = choose_backend(backend, hidden, lm_head_weight, targets) == "triton" and hidden.dtype != torch.float64
     flat_targets = targets.reshape(-1).to(torch.int64)
     logprob, entropy = _ChunkedLogprobs.apply(
@@ -111,14 +123,21 @@ class _ChunkedLogprobs(torch.autograd.Function):
             if need_hidden:
                 grad_hidden[start:stop] = grad_logits @ weight
             if need_weight:
-                if weight.dtype == grad_weight.dtype:
-                    grad_weight.addmm_(grad_logits.T, chunk)
-                else:
-                    grad_weight += (grad_logits.T @ chunk).to(grad_weight.dtype)
+                _accumulate(grad_weight, grad_logits.T, chunk)
             del grad_logits
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None, None
+
+
+def _accumulate(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """``total += a @ b`` with ``total`` float32/64, never rounding ``a @ b`` to ``a``'s dtype first."""
+    if a.dtype == total.dtype:
+        total.addmm_(a, b)
+    elif a.is_cuda and _CUDA_MM_OUT_DTYPE:
+        torch.addmm(total, a, b, out_dtype=total.dtype, out=total)
+    else:
+        total.addmm_(a.to(total.dtype), b.to(total.dtype))
 
 
 def _reduce_dtype(t: torch.Tensor) -> torch.dtype:
@@ -136,13 +155,13 @@ def _row_ops(use_triton: bool):
 def _rows_forward_torch(
     logits: torch.Tensor, targets: torch.Tensor, ignore_index: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PyTorch twin of the Triton forward row kernel (used on CPU)."""
+    """PyTorch twin of the Triton forward row kernel (used on CPU); one block of temporaries."""
     z = logits.to(_reduce_dtype(logits))
     lse = torch.logsumexp(z, dim=-1)
-    p = torch.exp(z - lse[:, None])
-    entropy = lse - (p * z).sum(-1)
     valid = targets != ignore_index
     picked = z.gather(-1, torch.where(valid, targets, 0)[:, None]).squeeze(-1) - lse
+    p_times_z = torch.sub(z, lse[:, None]).exp_().mul_(z)  # p * z, in one buffer
+    entropy = lse - p_times_z.sum(-1)
     return torch.where(valid, picked, 0.0), torch.where(valid, entropy, 0.0), lse
 
 
@@ -150,17 +169,24 @@ def _rows_backward_torch(
     logits: torch.Tensor, targets: torch.Tensor, lse: torch.Tensor, entropy: torch.Tensor,
     grad_logprob: torch.Tensor, grad_entropy: torch.Tensor | None, ignore_index: int,
 ) -> torch.Tensor:
-    """PyTorch twin of the Triton backward row kernel: d(loss)/d(logits) in the logits' dtype."""
+    """PyTorch twin of the Triton backward row kernel: d(loss)/d(logits) in the logits' dtype.
+
+    d/dz of g_lp * log p_t + g_h * H is g_lp (onehot_t - p) - g_h p (log p + H); computed
+    in place in at most two blocks.
+    """
     valid = targets != ignore_index
     z = logits.to(_reduce_dtype(logits))
-    p = torch.exp(z - lse[:, None])
     g_lp = torch.where(valid, grad_logprob, 0.0)
-    grad = -g_lp[:, None] * p
+    log_p = torch.sub(z, lse[:, None])
+    if grad_entropy is None:
+        grad = log_p.exp_().mul_(-g_lp[:, None])
+    else:
+        g_h = torch.where(valid, grad_entropy, 0.0)
+        p = log_p.exp()
+        grad = log_p.add_(entropy[:, None]).mul_(g_h[:, None]).add_(g_lp[:, None]).mul_(p).neg_()
+        del p
     rows = torch.arange(z.shape[0], device=z.device)
     grad[rows, torch.where(valid, targets, 0)] += g_lp
-    if grad_entropy is not None:
-        g_h = torch.where(valid, grad_entropy, 0.0)
-        grad -= g_h[:, None] * p * (z - lse[:, None] + entropy[:, None])
     return grad.to(logits.dtype)
 
 

@@ -101,3 +101,27 @@ def test_gradcheck_in_float64():
 def test_bad_input_is_named(hidden_shape, weight_shape, targets, kwargs, message):
     with pytest.raises(ValueError, match=message):
         token_logprobs(torch.zeros(hidden_shape), torch.zeros(weight_shape), targets, **kwargs)
+
+
+@pytest.mark.slow
+def test_bf16_weight_gradient_is_summed_in_float32_like_one_big_matmul():
+    """Rounding each chunk's product to bf16 before summing (the old path) made the weight
+    gradient measurably worse than the naive path's (3.3e-3 vs 2.9e-3 relative error here)."""
+    from panoseek.kernels.logprobs import token_logprobs_naive
+
+    generator = torch.Generator().manual_seed(0)
+    n, vocab, dim = 8192, 2000, 32
+    hidden = torch.randn(n, dim, dtype=torch.float64, generator=generator)
+    weight = torch.randn(vocab, dim, dtype=torch.float64, generator=generator) * dim**-0.5
+    targets = torch.randint(0, vocab, (n,), generator=generator)
+    grad = torch.randn(n, dtype=torch.float64, generator=generator)
+
+    def weight_grad(fn, dtype, **options):
+        h, w = hidden.to(dtype).detach().requires_grad_(), weight.to(dtype).detach().requires_grad_()
+        fn(h, w, targets, **options).backward(grad.to(torch.float64 if dtype == torch.float64 else torch.float32))
+        return w.grad.double()
+
+    exact = weight_grad(token_logprobs_naive, torch.float64)
+    naive = (weight_grad(token_logprobs_naive, torch.bfloat16) - exact).norm() / exact.norm()
+    ours = (weight_grad(token_logprobs, torch.bfloat16, chunk_size=64, backend="torch") - exact).norm() / exact.norm()
+    assert ours <= naive * 1.02, (float(ours), float(naive))
