@@ -34,7 +34,7 @@ SUMMARY_FILE = "summary.json"
 # only when they agree (workers, progress bars and timings do not change results).
 IDENTITY_KEYS = (
     "suite", "fingerprint", "agent", "agent_args", "model", "seed",
-    "view_size", "fov_deg", "max_turns", "limit",
+    "view_size", "fov_deg", "max_turns", "limit", "strict", "crosshair",
 )
 
 
