@@ -19,8 +19,10 @@ from panoseek.envs.prompts import feedback_message
 from panoseek.envs.protocol import ANGLE_LIMIT, ROTATE, SUBMIT, parse_structured
 from panoseek.envs.render import PreparedPanorama, render_view
 from panoseek.envs.task import Task
+
 CROSSHAIR_COLOUR = (0, 255, 0)  # RGB green, as H* draws it
 MAX_VIEW_SIDE = 8192  # pixels; larger views (8K is 7680 wide) are refused before any memory is taken
+HSTAR_CROSSHAIR_ARM_PX = 10  # H* draws arms of 10 px at every view size
 
 
 class PanoramaSearchEnv(gym.Env):
@@ -95,7 +97,9 @@ class PanoramaSearchEnv(gym.Env):
     ## Arguments
 
     ``tasks`` (a non-empty sequence of :class:`~panoseek.envs.task.Task`), ``view_size``
-    (width, height), ``fov_deg``, ``max_turns``, ``crosshair``, ``render_mode``
+    (width, height), ``fov_deg``, ``max_turns``, ``crosshair`` (``True``: arms of about
+    2% of the view width; a positive int: arms of that many pixels, as H*'s
+    ``HSTAR_CROSSHAIR_ARM_PX``; ``False``: none), ``render_mode``
     (None or ``"rgb_array"``), ``distance_reward``, ``panorama_cache`` (how many
     decoded panoramas to keep, each as a ``PreparedPanorama``: 4 bytes a pixel; panoramas
     are loaded lazily per task), ``diagnostics``.
@@ -113,7 +117,7 @@ class PanoramaSearchEnv(gym.Env):
         view_size: tuple[int, int] = (448, 252),
         fov_deg: float = 100.0,
         max_turns: int = 10,
-        crosshair: bool = True,
+        crosshair: bool | int = True,
         render_mode: str | None = None,
         distance_reward: bool = False,
         panorama_cache: int = 4,
@@ -129,9 +133,11 @@ class PanoramaSearchEnv(gym.Env):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         if isinstance(panorama_cache, bool) or not isinstance(panorama_cache, int) or panorama_cache < 1:
             raise ValueError(f"panorama_cache must be a positive integer, got {panorama_cache!r}")
+        if not isinstance(crosshair, bool) and not (isinstance(crosshair, (int, np.integer)) and crosshair > 0):
+            raise ValueError(f"crosshair must be True, False or a positive arm length in pixels, got {crosshair!r}")
         self.fov_deg = float(fov_deg)
         self.max_turns = int(max_turns)
-        self.crosshair = bool(crosshair)
+        self.crosshair = crosshair if isinstance(crosshair, bool) else int(crosshair)
         self.render_mode = render_mode
         self.distance_reward = bool(distance_reward)
         self.panorama_cache = panorama_cache
@@ -258,8 +264,8 @@ class PanoramaSearchEnv(gym.Env):
         view = render_view(
             self._panorama(self._task_index), self._yaw, self._pitch, fov_deg=self.fov_deg, size=self.view_size
         )
-        if self.crosshair:
-            _draw_crosshair(view)
+        if self.crosshair is not False:
+            _draw_crosshair(view, None if self.crosshair is True else self.crosshair)
         self.timings["render_s"] += time.perf_counter() - start
         return view
 
@@ -306,10 +312,11 @@ class PanoramaSearchEnv(gym.Env):
         return bool(in_front and -0.5 <= x <= width - 0.5 and -0.5 <= y <= height - 0.5)
 
 
-def _draw_crosshair(view: np.ndarray) -> None:
-    """Thin green cross at the view centre, drawn in place (arms ~2% of the width)."""
+def _draw_crosshair(view: np.ndarray, arm: int | None = None) -> None:
+    """Thin green cross at the view centre, drawn in place (arms ``arm`` px, default ~2% of the width)."""
     height, width = view.shape[:2]
-    cx, cy, arm = width // 2, height // 2, max(3, round(0.02 * width))
+    cx, cy = width // 2, height // 2
+    arm = max(3, round(0.02 * width)) if arm is None else arm
     cv2.line(view, (cx - arm, cy), (cx + arm, cy), CROSSHAIR_COLOUR, 1)
     cv2.line(view, (cx, cy - arm), (cx, cy + arm), CROSSHAIR_COLOUR, 1)
 

@@ -3,6 +3,14 @@
 The wording is panoseek's own; what it must convey follows the H* protocol: the task
 (face the object, or face the way to walk), the direction convention, the two actions
 and the reply layout of each prompt format.
+
+Two structures. panoseek's (:func:`task_prompt`, :func:`feedback_message`): one opening
+message, then a short feedback line per turn that always states the direction. H*'s
+(``hstar_*``, used with the ``"hstar"`` parser): a system prompt with a worked example
+episode (:func:`hstar_system_prompt`), then every turn a message that repeats the
+instruction and the format block (:func:`hstar_first_message`, :func:`hstar_turn_message`),
+and an invalid action told without a direction (``feedback_message(..., hstar=True)``).
+``HSTAR_VIEW`` marks where the view goes in those messages, as in H*.
 """
 
 from __future__ import annotations
@@ -55,12 +63,17 @@ _EXAMPLE = {
 }
 
 
-def task_prompt(kind: str, instruction: str, prompt_format: str = "free_think") -> str:
-    """The opening message of an episode: task, conventions, actions, reply layout, instruction."""
+def _check(prompt_format: str, kind: str = HOS) -> None:
+    """One clear error for an unknown task kind or prompt format."""
     if kind not in _GOALS:
         raise ValueError(f"task kind must be {HOS!r} or {HPS!r}, got {kind!r}")
     if prompt_format not in PROMPT_FORMATS:
         raise ValueError(f"unknown prompt format {prompt_format!r}; expected one of {PROMPT_FORMATS}")
+
+
+def task_prompt(kind: str, instruction: str, prompt_format: str = "free_think") -> str:
+    """The opening message of an episode: task, conventions, actions, reply layout, instruction."""
+    _check(prompt_format, kind)
     example = format_reply(format_action("rotate", -45, 0), prompt_format=prompt_format, **_EXAMPLE)
     return "\n\n".join(
         [
@@ -73,10 +86,110 @@ def task_prompt(kind: str, instruction: str, prompt_format: str = "free_think") 
     )
 
 
-def feedback_message(valid: bool, yaw: float, pitch: float, error: str = "", done: bool = False) -> str:
-    """What the agent is told after a turn: whether the action ran, and its direction."""
+def feedback_message(
+    valid: bool, yaw: float, pitch: float, error: str = "", done: bool = False, *, hstar: bool = False
+) -> str:
+    """What the agent is told after a turn: whether the action ran, and its direction.
+
+    ``hstar``: an invalid action is told as H* tells it, with neither reason nor direction.
+    """
     if valid:
         text = f"The action was carried out; {feedback_text(yaw, pitch)}."
+    elif hstar:
+        text = "The action was not carried out."
     else:
         text = f"The action was not carried out ({error}); {feedback_text(yaw, pitch)}."
     return text + (" The episode is over." if done else " Decide your next action.")
+
+
+# ------------------------------------------------------------ H*-structured prompts
+
+HSTAR_VIEW = "<image>"  # where the current view goes in an H*-structured message
+
+_HSTAR_ROLES = {
+    HOS: (
+        "You are a robot that searches for objects on instruction. Turn the camera until the object named "
+        "in the instruction sits in the middle of the view, under the green cross that marks the camera "
+        "centre, and then submit."
+    ),
+    HPS: (
+        "You are a robot that finds its way on instruction. Turn the camera until the green cross that marks "
+        "the camera centre points the way you should walk to reach the place named in the instruction "
+        "(never into an obstacle or over a drop), and then submit."
+    ),
+}
+
+_HSTAR_ACTIONS = (
+    "The actions are rotate(yaw:int,pitch:int) and submit(yaw:int,pitch:int).\n"
+    "rotate(yaw:int,pitch:int) turns the camera relative to where it points now: a yaw above 0 turns right, "
+    "below 0 left; a pitch above 0 looks up, below 0 down.\n"
+    "submit(yaw:int,pitch:int) ends the task with an absolute direction: give the yaw and pitch the "
+    "environment reported for the view you choose.\n"
+    "Take one action per turn. Each observation repeats the instruction; look at the picture closely "
+    "before you act."
+)
+
+_HSTAR_LAYOUTS = {
+    "free_think": ("Think first, then answer.", "<think>...</think><answer>...</answer>"),
+    "no_think": ("Answer with the action only.", "<answer>...</answer>"),
+    "grounding": (
+        "First describe what you observe, then reason, then answer.",
+        "<think><observation>...</observation><reasoning>...</reasoning></think><answer>...</answer>",
+    ),
+}
+
+# A worked episode (instruction "Find the red kettle."): (what the agent sees, why, action).
+_HSTAR_EXAMPLE = (
+    ("A sofa and a window; no kitchen in sight.", "Kitchens are often beside the living room; turn right.",
+     ("rotate", 90, 0)),
+    ("A kitchen counter, with a red kettle a little right of the cross and below it.",
+     "Turn a little right and look a little down to centre the kettle.", ("rotate", 20, -10)),
+    ("The red kettle is under the cross.", "The kettle is centred; submit this direction.", ("submit", 110, -10)),
+)
+
+
+def _hstar_example_reply(step: int, prompt_format: str) -> str:
+    """The agent's reply in round ``step`` of the worked example, in the layout of ``prompt_format``."""
+    observation, reasoning, action = _HSTAR_EXAMPLE[step]
+    think = reasoning if prompt_format == "grounding" else f"{observation} {reasoning}"
+    return format_reply(format_action(*action), think=think, observation=observation, prompt_format=prompt_format)
+
+
+def _hstar_format_block(prompt_format: str, with_example: bool) -> str:
+    """The reply-layout block H* repeats every turn (with an example reply in the system prompt)."""
+    description, layout = _HSTAR_LAYOUTS[prompt_format]
+    block = f"Take 1 action per turn. {description}\nReply in this layout:\n{layout}"
+    return block + (f"\nFor example: {_hstar_example_reply(0, prompt_format)}" if with_example else "")
+
+
+def hstar_system_prompt(kind: str, prompt_format: str = "free_think") -> str:
+    """H*'s system prompt, in panoseek's words: role, actions, a worked 4-round episode, the format block."""
+    _check(prompt_format, kind)
+    rounds = ["Example (instruction: Find the red kettle.):"]
+    yaw = pitch = 0
+    for step, (_, _, (_, dyaw, dpitch)) in enumerate(_HSTAR_EXAMPLE):
+        rounds.append(f"Round {step + 1}:")
+        if step:
+            rounds.append(f"Feedback: {feedback_message(True, yaw, pitch)}")
+        rounds += [f"view_{step + 1}", _hstar_example_reply(step, prompt_format)]
+        yaw, pitch = yaw + dyaw, pitch + dpitch
+    rounds += [f"Round {len(_HSTAR_EXAMPLE) + 1}:", "Feedback: the task is solved."]
+    example = "\n".join(rounds)
+    return "\n\n".join([_HSTAR_ROLES[kind], _HSTAR_ACTIONS, example, _hstar_format_block(prompt_format, True)])
+
+
+def hstar_first_message(instruction: str, prompt_format: str = "free_think") -> str:
+    """The first user message of an H*-structured episode: the view, the instruction, the format block."""
+    _check(prompt_format)
+    return (f"[first view]\n{HSTAR_VIEW}\nInstruction: {instruction}\nDecide your next action.\n"
+            f"{_hstar_format_block(prompt_format, False)}")
+
+
+def hstar_turn_message(instruction: str, prompt_format: str, action: str, feedback: str, done: bool) -> str:
+    """Every later user message: the action read from the reply (``action``, "" for none), the
+    feedback, then (unless ``done``) the new view and the instruction; always the format block."""
+    _check(prompt_format)
+    text = f"The action read from your reply: {action or 'none'}.\nFeedback: {feedback}\n"
+    if not done:
+        text += f"[new view]\n{HSTAR_VIEW}\nInstruction: {instruction}\n"
+    return text + _hstar_format_block(prompt_format, False)

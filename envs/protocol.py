@@ -1,4 +1,4 @@
-"""The H* text protocol: parsing agent replies into actions, and the feedback line.
+"""The text protocol: parsing agent replies into actions, and the feedback line.
 
 An agent answers each turn with text such as::
 
@@ -7,24 +7,30 @@ An agent answers each turn with text such as::
 ``rotate(dyaw, dpitch)`` turns the head relative to the current direction;
 ``submit(yaw, pitch)`` gives an absolute direction and ends the episode.
 
-*Strict* parsing reproduces H* Bench: exact lower-case tags in the layout of the prompt
-format, the action name glued to its brackets, integer angles (spaces around the
-numbers are allowed, as H*'s ``int(x.strip())`` allows them). *Lenient* parsing also
-accepts a missing ``<think>``, any letter case, spaces anywhere in the action, decimal
-angles, a trailing full stop and an unclosed final ``<answer>`` (generation often
-stops on ``</answer>``). ``well_formed`` says whether the reply would pass strict
-parsing, which is what the format reward pays for.
+Three parsers, chosen by ``strict``:
 
-:func:`check_action` is the one action validator: the text parser, the environment's
+* ``False``, *lenient* (panoseek's default): any text before the last ``<answer>``
+  block, any letter case, spaces anywhere in the action, decimal angles, a trailing
+  full stop and an unclosed final ``<answer>`` (generation often stops on ``</answer>``).
+* ``True``, *strict* (panoseek's own exact format): exact lower-case tags in the layout
+  of the prompt format, the action name glued to its brackets, integer angles (spaces
+  around the numbers allowed). It refuses much that H* executes.
+* ``"hstar"`` (:func:`parse_hstar`): what the released H* environment executes, reply
+  by reply, held to vectors recorded from that code (``tests/data``).
+
+``well_formed`` says whether the reply earns the format reward: for the two panoseek
+parsers, whether it passes strict parsing; for ``"hstar"``, H*'s own layout check.
+
+:func:`check_action` is the one action validator: the text parsers, the environment's
 structured actions (:func:`parse_structured`) and every wrapper go through it, so an
 action is valid under one rule everywhere (finite angles of at most ``ANGLE_LIMIT``
 degrees, a submitted pitch in [-90, 90]). :class:`ActionProtocol` bundles how one agent
-speaks (its prompt format and strictness) and turns any agent output into a
+speaks (its prompt format and parser) and turns any agent output into a
 :class:`ParsedAction`.
 
-The parser is written with plain string searches and anchored regular expressions in
-which no two repetitions can match the same characters, so its cost is linear in the
-length of the text: a hostile 1 MB reply cannot make it hang, and no input makes it raise.
+The parsers are written with plain string searches and anchored regular expressions in
+which no two repetitions can match the same characters, so their cost is linear in the
+length of the text: a hostile 1 MB reply cannot make them hang, and no input makes them raise.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ ROTATE = "rotate"
 SUBMIT = "submit"
 INVALID = "invalid"
 PROMPT_FORMATS = ("free_think", "no_think", "grounding")
+HSTAR = "hstar"  # the value of ``strict`` that selects the released H* environment's parser
 ANGLE_LIMIT = 360.0  # |angle| bound of every action (the action space's Box); larger is invalid
 
 _STRICT_ACTION = re.compile(r"(rotate|submit)\(\s*([+-]?[0-9]+)\s*,\s*([+-]?[0-9]+)\s*\)", re.ASCII)
@@ -51,6 +58,13 @@ _NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 # side by side (adjacent optional repeats backtrack quadratically on a failed match).
 _LENIENT_ACTION = re.compile(rf"(rotate|submit)\s*\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)", re.ASCII | re.IGNORECASE)
 _ANSWER_TAG = re.compile(r"<\s*(?:(/)\s*)?answer\s*>", re.ASCII | re.IGNORECASE)
+# H*'s layouts: a literal, whitespace, a literal; searched left to right, each from where the last ended.
+_HSTAR_THINK_ANSWER = re.compile(r"</think>\s*<answer>")
+_HSTAR_GROUNDING = tuple(
+    re.compile(pattern)
+    for pattern in (r"<think>\s*<observation>", r"</observation>\s*<reasoning>", r"</reasoning>\s*</think>\s*<answer>")
+)
+_HSTAR_TAGS = ("<think>", "</think>", "<answer>", "</answer>")  # H* deletes these from the answer
 
 
 @dataclass(frozen=True)
@@ -78,9 +92,10 @@ def invalid(error: str) -> ParsedAction:
     return ParsedAction(INVALID, error=error)
 
 
-def parse_action(text: Any, *, strict: bool = False, prompt_format: str = "free_think") -> ParsedAction:
+def parse_action(text: Any, *, strict: bool | str = False, prompt_format: str = "free_think") -> ParsedAction:
     """Parse an agent's reply; never raises (bad input gives an invalid action).
 
+    ``strict`` is ``False`` (lenient), ``True`` (strict) or ``"hstar"`` (:func:`parse_hstar`).
     ``prompt_format`` names the reply layout the strict check expects: ``free_think``
     (``<think>..</think><answer>..</answer>``), ``no_think`` (``<answer>..</answer>``)
     or ``grounding`` (``<think><observation>..</observation><reasoning>..</reasoning>
@@ -90,6 +105,8 @@ def parse_action(text: Any, *, strict: bool = False, prompt_format: str = "free_
         return invalid(f"unknown prompt format {prompt_format!r}; expected one of {PROMPT_FORMATS}")
     if not isinstance(text, str):
         return invalid(f"expected the reply as a string, got {type(text).__name__}")
+    if strict == HSTAR:
+        return parse_hstar(text, prompt_format)
     answer, layout_error = _strict_answer(text, prompt_format)
     if answer is not None:
         match = _STRICT_ACTION.fullmatch(answer.strip())
@@ -110,6 +127,49 @@ def parse_action(text: Any, *, strict: bool = False, prompt_format: str = "free_
     if not match:
         return invalid(f"answer {_preview(answer)} is not rotate(dyaw,dpitch) or submit(yaw,pitch)")
     return _action(match, well_formed=False)
+
+
+def parse_hstar(text: str, prompt_format: str = "free_think") -> ParsedAction:
+    """Read a reply as the released H* environment does; never raises.
+
+    H* deletes ``<image>``, finds the answer (``free_think``: the first ``<answer>`` block,
+    after the first ``</think>`` when the reply starts with ``<think>``; ``no_think``:
+    only a reply that is exactly one ``<answer>..</answer>`` span; ``grounding``: the first
+    ``<think><observation>..</observation><reasoning>..</reasoning></think><answer>..</answer>``
+    anywhere), deletes the think/answer tags inside it, keeps the first non-empty
+    ``|``-separated part, which must start with ``rotate`` or ``submit``; the name is
+    deleted, brackets are trimmed from both ends, and the first two comma-separated
+    fields are read by Python's ``int`` (spaces, ``+``, underscores and any Unicode
+    digits allowed). The format reward is H*'s anchored layout check of the whole reply.
+
+    H* executes any integer; here an angle is brought inside the one validator's limits
+    without changing what it does: a yaw beyond +-360 is taken modulo 360, a pitch turn
+    beyond +-360 is cut to +-360 (the pitch is clamped to [-90, 90] after a turn either
+    way), and a submitted pitch is clamped to [-90, 90]. That last step is the one
+    deliberate difference: H* judges the raw pitch, which lies in no pitch window (so a
+    submission such as ``submit(10,95)`` fails there unless the yaw window wraps), while
+    here it is judged as the direction it can only mean, straight up or down.
+    """
+    if prompt_format not in PROMPT_FORMATS:
+        return invalid(f"unknown prompt format {prompt_format!r}; expected one of {PROMPT_FORMATS}")
+    text = text.replace("<image>", "")
+    answer, well_formed = _hstar_answer(text, prompt_format)
+    if answer is None:
+        return invalid(f"reply has no answer H* would read in the {prompt_format} layout")
+    for tag in _HSTAR_TAGS:
+        answer = answer.replace(tag, "")
+    action = next((part.strip() for part in answer.split("|") if part.strip()), "")
+    kind = ROTATE if action.startswith(ROTATE) else SUBMIT if action.startswith(SUBMIT) else None
+    if kind is None:
+        return invalid(f"answer {_preview(action)} does not start with rotate or submit")
+    fields = action.replace(kind, "").strip("()").split(",")
+    try:
+        yaw, pitch = int(fields[0]), int(fields[1])
+    except (IndexError, ValueError):
+        return invalid(f"answer {_preview(action)} does not give two integer angles")
+    yaw = yaw if abs(yaw) <= ANGLE_LIMIT else yaw % 360
+    limit = 90 if kind == SUBMIT else int(ANGLE_LIMIT)
+    return check_action(kind, float(yaw), float(max(-limit, min(limit, pitch))), well_formed=well_formed)
 
 
 def check_action(kind: str, yaw: float, pitch: float, *, well_formed: bool = True) -> ParsedAction:
@@ -159,18 +219,29 @@ def as_structured(action: ParsedAction) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ActionProtocol:
-    """How one agent speaks: its reply layout (``prompt_format``) and strict H* parsing or not.
+    """How one agent speaks: its reply layout (``prompt_format``) and parser (``strict``).
 
+    ``strict`` is ``False`` (lenient), ``True`` (strict) or ``"hstar"`` (the released
+    H* environment's parser, with its prompts and feedback: :attr:`hstar`).
     :meth:`parse` reads any agent output: text through :func:`parse_action` in this
     layout, a dict through :func:`parse_structured`, anything else as invalid.
     """
 
     prompt_format: str = "free_think"
-    strict: bool = False
+    strict: bool | str = False
 
     def __post_init__(self) -> None:
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"unknown prompt format {self.prompt_format!r}; expected one of {PROMPT_FORMATS}")
+        if isinstance(self.strict, str) and self.strict != HSTAR:
+            raise ValueError(f"strict must be True, False or {HSTAR!r}, got {self.strict!r}")
+        if self.strict != HSTAR:
+            object.__setattr__(self, "strict", bool(self.strict))
+
+    @property
+    def hstar(self) -> bool:
+        """Whether this protocol reproduces the released H* environment."""
+        return self.strict == HSTAR
 
     def parse(self, output: Any) -> ParsedAction:
         """The action an agent's output stands for; never raises, whatever the object does."""
@@ -218,6 +289,51 @@ def feedback_text(yaw: float, pitch: float) -> str:
 def _action(match: re.Match, *, well_formed: bool) -> ParsedAction:
     """Build the action from a matched ``name(a, b)`` (decimal literals only; huge ones give inf)."""
     return check_action(match.group(1).lower(), float(match.group(2)), float(match.group(3)), well_formed=well_formed)
+
+
+def _hstar_answer(text: str, prompt_format: str) -> tuple[str | None, bool]:
+    """The answer text H* reads from a reply (``None``: none) and whether H* pays its format."""
+    body = text.strip()
+    tail = len(body) - len("</answer>")
+    if prompt_format == "no_think":
+        if not (body.startswith("<answer>") and body.endswith("</answer>") and tail >= len("<answer>")):
+            return None, False
+        return body[len("<answer>") : body.find("</answer>", len("<answer>"))], True
+    if prompt_format == "grounding":
+        anchored = _hstar_grounding_end(body, anchored=True)
+        start = _hstar_grounding_end(text, anchored=False)
+        well_formed = anchored is not None and body.endswith("</answer>") and anchored <= tail
+        return (None if start is None else _hstar_block_from(text, start, opened=True)), well_formed
+    link = _HSTAR_THINK_ANSWER.search(body, len("<think>"))
+    well_formed = body.startswith("<think>") and body.endswith("</answer>") and link is not None and link.end() <= tail
+    if text.startswith("<think>"):
+        close = text.find("</think>", len("<think>"))
+        answer = None if close < 0 else _hstar_block_from(text, close + len("</think>"))
+        if answer is not None:
+            return answer, well_formed
+    return _hstar_block_from(text, 0), well_formed
+
+
+def _hstar_grounding_end(text: str, *, anchored: bool) -> int | None:
+    """Where the answer of the first grounding layout starts (right after its ``<answer>``)."""
+    position = 0
+    for index, step in enumerate(_HSTAR_GROUNDING):
+        found = step.match(text, position) if anchored and index == 0 else step.search(text, position)
+        if found is None:
+            return None
+        position = found.end()
+    return position
+
+
+def _hstar_block_from(text: str, start: int, *, opened: bool = False) -> str | None:
+    """The first ``<answer>..</answer>`` content at or after ``start`` (``opened``: the tag is behind us)."""
+    if not opened:
+        tag = text.find("<answer>", start)
+        if tag < 0:
+            return None
+        start = tag + len("<answer>")
+    end = text.find("</answer>", start)
+    return None if end < 0 else text[start:end]
 
 
 def _strict_answer(text: str, prompt_format: str) -> tuple[str | None, str]:

@@ -47,8 +47,8 @@ class EpisodeSettings:
     fov_deg: float = 100.0
     max_turns: int = 10
     seed: int = 0
-    strict: bool = False  # strict H* parsing of text actions (lenient by default)
-    crosshair: bool = True
+    strict: bool | str = False  # text parser: False lenient, True strict (ours), "hstar" the released H* env's
+    crosshair: bool | int = True  # False none, True the default size, an int the arm length in px (H*: 10)
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,9 @@ def episode_spec(task: Task, task_index: int, start_index: int, run_seed: int) -
     return EpisodeSpec(task_index, start_index, eid, episode_seed(run_seed, eid))
 
 
-def agent_protocol(agent: Any, strict: bool) -> ActionProtocol:
-    """The protocol an agent's outputs are read in: its ``prompt_format`` and the run's strictness."""
-    return ActionProtocol(prompt_format=getattr(agent, "prompt_format", "free_think"), strict=bool(strict))
+def agent_protocol(agent: Any, strict: bool | str) -> ActionProtocol:
+    """The protocol an agent's outputs are read in: its ``prompt_format`` and the run's parser."""
+    return ActionProtocol(prompt_format=getattr(agent, "prompt_format", "free_think"), strict=strict)
 
 
 # ------------------------------------------------------------------------- one turn
@@ -116,17 +116,19 @@ def take_turn(env: Any, output: Any, protocol: ActionProtocol) -> tuple[dict, fl
     its prompt format does not earn the format reward the environment pays for a
     structured action. ``info["well_formed"]`` says which it was.
     """
-    return apply_action(env, protocol.parse(output))
+    return apply_action(env, protocol.parse(output), hstar=protocol.hstar)
 
 
-def apply_action(env: Any, action: ParsedAction) -> tuple[dict, float, bool, bool, dict, ParsedAction]:
-    """Step ``env`` with a parsed action (see :func:`take_turn`)."""
+def apply_action(
+    env: Any, action: ParsedAction, *, hstar: bool = False
+) -> tuple[dict, float, bool, bool, dict, ParsedAction]:
+    """Step ``env`` with a parsed action (see :func:`take_turn`); ``hstar``: H*'s invalid-action feedback."""
     observation, reward, terminated, truncated, info = env.step(as_structured(action))
     info = dict(info)
     if not action.valid:
         yaw, pitch = info["heading"]
         info["action_error"] = action.error
-        info["feedback"] = feedback_message(False, yaw, pitch, action.error, done=terminated or truncated)
+        info["feedback"] = feedback_message(False, yaw, pitch, action.error, done=terminated or truncated, hstar=hstar)
     elif action.kind == SUBMIT and terminated and not action.well_formed:
         reward -= judge.FORMAT_REWARD  # the environment paid it for the structured action
     info["well_formed"] = action.well_formed
@@ -158,7 +160,7 @@ def play(
     agents: Sequence[Any],
     specs: Sequence[EpisodeSpec],
     *,
-    strict: bool = False,
+    strict: bool | str = False,
     exemplar: Exemplar | None = None,
     keep_turns: bool = True,
     turn_timeout: float | None = None,
@@ -256,7 +258,7 @@ class _Timed:
 class _Episode:
     """The state of one episode inside :func:`play`."""
 
-    def __init__(self, env, agent, spec: EpisodeSpec, strict: bool, exemplar: Exemplar | None, keep_turns: bool) -> None:
+    def __init__(self, env, agent, spec: EpisodeSpec, strict: bool | str, exemplar: Exemplar | None, keep_turns: bool) -> None:
         self.env, self.agent, self.spec, self.keep_turns = env, agent, spec, keep_turns
         self.start_time = time.perf_counter()
         self.timings_before = dict(env.timings)
@@ -289,7 +291,7 @@ class _Episode:
             self.protocol = agent_protocol(agent, strict)
             self.privileges = declared_privileges(agent)
         except ValueError as exc:  # a bad prompt_format or privileges attribute: the agent's fault
-            self.protocol, self.privileges = ActionProtocol(strict=bool(strict)), ()
+            self.protocol, self.privileges = ActionProtocol(strict=strict), ()
             self.error = _error_text("agent", exc)
         self.task_info = task_info(env, spec, self.protocol)
         if "target" in self.privileges:
@@ -316,7 +318,9 @@ class _Episode:
         tick = time.perf_counter()
         if isinstance(output, _AgentFailure):
             self.error = self.error or output.error
-            observation, reward, terminated, truncated, info, action = apply_action(self.env, invalid(output.error))
+            observation, reward, terminated, truncated, info, action = apply_action(
+                self.env, invalid(output.error), hstar=self.protocol.hstar
+            )
             output = None
         else:
             observation, reward, terminated, truncated, info, action = take_turn(self.env, output, self.protocol)

@@ -16,8 +16,8 @@ import numpy as np
 from gymnasium import spaces
 
 from panoseek.envs.agent import rotate, submit
-from panoseek.envs.protocol import ActionProtocol, feedback_text
-from panoseek.envs.prompts import task_prompt
+from panoseek.envs.protocol import ActionProtocol, feedback_text, format_action
+from panoseek.envs.prompts import hstar_first_message, hstar_system_prompt, hstar_turn_message, task_prompt
 from panoseek.envs.rollout import take_turn
 from panoseek.envs.task import Task
 
@@ -48,22 +48,30 @@ class TextActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     ## Arguments
 
-    ``strict``: parse as H* does (integers, exact tags) instead of leniently.
+    ``strict``: ``False`` lenient, ``True`` strict (panoseek's exact format) or ``"hstar"``:
+    the released H* environment's parser and H*-structured prompts (the system prompt
+    and first message after ``reset``, then each turn the action read, the feedback,
+    the instruction and the format block; see :mod:`panoseek.envs.prompts`).
     ``prompt_format``: ``"free_think"``, ``"no_think"`` or ``"grounding"``.
 
     ``step`` is the rollout loop's own turn (:func:`~panoseek.envs.rollout.take_turn`), so
     a reply earns here exactly what it earns under ``panoseek eval``.
     """
 
-    def __init__(self, env: gym.Env, *, strict: bool = False, prompt_format: str = "free_think") -> None:
-        protocol = ActionProtocol(prompt_format=prompt_format, strict=bool(strict))
+    def __init__(self, env: gym.Env, *, strict: bool | str = False, prompt_format: str = "free_think") -> None:
+        protocol = ActionProtocol(prompt_format=prompt_format, strict=strict)
         gym.utils.RecordConstructorArgs.__init__(self, strict=strict, prompt_format=prompt_format)
         gym.Wrapper.__init__(self, env)
         self.protocol = protocol
         self.strict = protocol.strict
         self.prompt_format = protocol.prompt_format
         tasks = env.get_wrapper_attr("tasks")
-        longest = max(len(opening_prompt(task, 359.0, -90.0, prompt_format)) for task in tasks)
+        longest = max(len(opening_prompt(task, 359.0, -90.0, protocol)) for task in tasks)
+        if protocol.hstar:
+            turn = max(
+                len(hstar_turn_message(task.instruction, prompt_format, "submit(-360,-90)", "", False)) for task in tasks
+            )
+            longest = max(longest, turn + FEEDBACK_ROOM)
         instruction_space = env.observation_space["instruction"]
         self.observation_space = spaces.Dict(
             {
@@ -78,17 +86,27 @@ class TextActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
         task, (yaw, pitch) = self.env.get_wrapper_attr("task"), self.env.get_wrapper_attr("heading")
-        return {**obs, "prompt": opening_prompt(task, yaw, pitch, self.prompt_format)}, info
+        return {**obs, "prompt": opening_prompt(task, yaw, pitch, self.protocol)}, info
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        obs, reward, terminated, truncated, info, _ = take_turn(self.env, action, self.protocol)
-        return {**obs, "prompt": info["feedback"]}, reward, terminated, truncated, info
+        obs, reward, terminated, truncated, info, parsed = take_turn(self.env, action, self.protocol)
+        prompt = info["feedback"]
+        if self.protocol.hstar:
+            read = format_action(parsed.kind, parsed.yaw, parsed.pitch) if parsed.valid else ""
+            task = self.env.get_wrapper_attr("task")
+            prompt = hstar_turn_message(task.instruction, self.prompt_format, read, prompt, terminated or truncated)
+        return {**obs, "prompt": prompt}, reward, terminated, truncated, info
 
 
-def opening_prompt(task: Task, yaw: float, pitch: float, prompt_format: str) -> str:
+def opening_prompt(task: Task, yaw: float, pitch: float, protocol: ActionProtocol) -> str:
     """The task prompt plus the start direction (H* leaves the agent to guess it until the
-    first feedback, so an immediate submission could not be aimed)."""
-    return f"{task_prompt(task.kind, task.instruction, prompt_format)}\nAt the start, {feedback_text(yaw, pitch)}."
+    first feedback, so an immediate submission could not be aimed); with the ``"hstar"``
+    parser, H*'s system prompt and first message, which do not give the start direction."""
+    if protocol.hstar:
+        system = hstar_system_prompt(task.kind, protocol.prompt_format)
+        return f"{system}\n\n{hstar_first_message(task.instruction, protocol.prompt_format)}"
+    prompt = task_prompt(task.kind, task.instruction, protocol.prompt_format)
+    return f"{prompt}\nAt the start, {feedback_text(yaw, pitch)}."
 
 
 class DiscreteRotations(gym.ActionWrapper, gym.utils.RecordConstructorArgs):

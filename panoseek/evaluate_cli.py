@@ -7,6 +7,7 @@ agents from ``panoseek.agents`` and the runner from ``panoseek.envs.eval``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import shlex
@@ -15,14 +16,31 @@ from typing import Any
 
 from panoseek.agents.registry import BUILTIN_AGENTS, AgentError, make_agent, resolve_factory
 from panoseek.envs.eval.records import RecordsError, merge_folders
+from panoseek.envs.env import HSTAR_CROSSHAIR_ARM_PX, MAX_VIEW_SIDE
 from panoseek.envs.eval.runner import EpisodeFailure, run_benchmark
-from panoseek.envs.env import MAX_VIEW_SIDE
+from panoseek.envs.protocol import HSTAR
 from panoseek.envs.rollout import EpisodeSettings
 from panoseek.envs.task import Task
 from panoseek.scenes import SuiteError, load_suite
 
 
 DEFAULT_TURN_TIMEOUT = 900.0  # seconds: generous for a language model on a CPU
+# Settings a preset fixes: "hstar" is the released H* evaluation (1920x1080 views, its 10 px
+# crosshair, its parser and prompt structure, 10 turns).
+PRESETS = {"hstar": {"view_size": (1920, 1080), "crosshair": HSTAR_CROSSHAIR_ARM_PX, "strict": HSTAR, "max_turns": 10}}
+
+
+def episode_settings(args: argparse.Namespace) -> EpisodeSettings:
+    """The run's settings from the flags, or the preset's (which flags may not change)."""
+    settings = EpisodeSettings(view_size=args.view_size, max_turns=args.max_turns, seed=args.seed, strict=args.strict)
+    if args.preset is None:
+        return settings
+    default = EpisodeSettings()
+    changed = [name for name in ("view_size", "max_turns", "strict") if getattr(settings, name) != getattr(default, name)]
+    if changed:
+        flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+        raise ValueError(f"--preset {args.preset} fixes {flags}; drop {flags}")
+    return dataclasses.replace(settings, **PRESETS[args.preset])
 
 
 def _view_size(text: str) -> tuple[int, int]:
@@ -133,6 +151,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--strict")
     if args.turn_timeout != DEFAULT_TURN_TIMEOUT:
         parts += ["--turn-timeout", "0" if args.turn_timeout is None else f"{args.turn_timeout:g}"]
+    if args.preset:
+        parts += ["--preset", args.preset]
     return shlex.join(parts)
 
 
@@ -140,6 +160,11 @@ def _eval(args: argparse.Namespace) -> int:
     agent_args = dict(args.agent_arg or [])
     if args.model is not None:
         agent_args["model"] = args.model
+    try:
+        settings = episode_settings(args)
+    except ValueError as error:
+        print(f"panoseek eval: error: {error}", file=sys.stderr)
+        return 2
     try:
         resolve_factory(args.agent)  # unknown names fail here, before any work
         suite = load_suite(args.suite)
@@ -155,9 +180,7 @@ def _eval(args: argparse.Namespace) -> int:
                 "model": args.model,
                 "command": command_line(args),
             },
-            settings=EpisodeSettings(
-                view_size=args.view_size, max_turns=args.max_turns, seed=args.seed, strict=args.strict
-            ),
+            settings=settings,
             workers=args.workers,
             batch_size=args.batch_size,
             limit=args.limit,
@@ -217,6 +240,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "a late turn is invalid and ends its episode, recorded as a timeout")
     parser.add_argument("--restart", action="store_true",
                         help="move the results already in --out aside (into OUT/previous-N/) and start the run again")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="fixed settings: hstar = the released H* evaluation (1920x1080 views, 10 px crosshair, "
+                        "H*'s parser and prompts, 10 turns); recorded in run.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_eval)
 
