@@ -47,7 +47,7 @@ class TaskInfo(TypedDict, total=False):
     fov_deg: float  # horizontal field of view of the views
     max_turns: int  # actions allowed before the episode ends unsubmitted
     prompt_format: str  # the layout replies are parsed in
-    strict: bool  # whether replies are parsed strictly (exact H* format)
+    strict: bool | str  # False lenient, True strict (exact layout), "hstar" the released H* parser
     seed: int  # for agents that draw random numbers, so runs are reproducible
     target: dict[str, Any]  # privilege "target": {"yaw_range": (y0, y1), "pitch_range": (p0, p1) or None}
     exemplar: Any  # privilege "exemplar": RGB uint8 picture of the target, or None

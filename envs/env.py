@@ -67,7 +67,7 @@ class PanoramaSearchEnv(gym.Env):
 
     0 for every turn but the last. Submitting pays ``0.5`` for success and ``0.5``
     for a well-formed final answer (a structured action inside the space is always
-    well-formed; the text wrapper pays it only for strict H* format), plus the
+    well-formed; the text wrapper pays it only for a reply in the exact layout of its format), plus the
     distance shaping of the H* paper when ``distance_reward=True``. An episode that
     runs out of turns is truncated and earns nothing.
 

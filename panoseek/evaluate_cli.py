@@ -234,7 +234,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--view-size", type=_view_size, default=(448, 252), metavar="WxH",
                         help="size of the views (default 448x252; H* uses 1920x1080)")
     parser.add_argument("--max-turns", type=_positive, default=10, help="turns per episode (default 10, as H*)")
-    parser.add_argument("--strict", action="store_true", help="parse text actions strictly (exact H* format)")
+    parser.add_argument("--strict", action="store_true", help="parse text actions strictly (exact tags and integers; --preset hstar gives H*'s own parser)")
     parser.add_argument("--turn-timeout", type=_seconds, default=DEFAULT_TURN_TIMEOUT, metavar="SECONDS",
                         help=f"longest an agent may take for one turn (default {DEFAULT_TURN_TIMEOUT:g}; 0: no limit); "
                         "a late turn is invalid and ends its episode, recorded as a timeout")

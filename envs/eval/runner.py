@@ -316,11 +316,6 @@ def run_benchmark(
     if not str(out_dir).strip():  # Path("") would be the current folder
         raise RecordsError("the results folder name is empty: give a folder name")
     out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(out_dir / ".lock", "w")
-    except OSError as error:
-        raise RecordsError(f"{out_dir}: cannot write results there ({error.strerror or error})") from None
     planned = plan_episodes(task_list, seed=settings.seed, limit=limit, shard=shard)
     total = len(plan_episodes(task_list, seed=settings.seed, limit=limit))
     run = {
@@ -332,6 +327,11 @@ def run_benchmark(
         "total_episodes": total,
         "versions": library_versions(),
     }
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(out_dir / ".lock", "w")
+    except OSError as error:
+        raise RecordsError(f"{out_dir}: cannot write results there ({error.strerror or error})") from None
     with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
