@@ -188,6 +188,7 @@ def _eval(args: argparse.Namespace) -> int:
             exemplar=exemplar_picture,
             turn_timeout=args.turn_timeout,
             restart=args.restart,
+            isolate=not args.in_process,
             progress=not args.quiet,
         )
     except (AgentError, SuiteError, RecordsError, EpisodeFailure) as error:
@@ -238,6 +239,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--turn-timeout", type=_seconds, default=DEFAULT_TURN_TIMEOUT, metavar="SECONDS",
                         help=f"longest an agent may take for one turn (default {DEFAULT_TURN_TIMEOUT:g}; 0: no limit); "
                         "a late turn is invalid and ends its episode, recorded as a timeout")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the agent in this process instead of a worker process (lets a debugger stop in it; "
+                        "an agent that kills its process then takes the command with it)")
     parser.add_argument("--restart", action="store_true",
                         help="move the results already in --out aside (into OUT/previous-N/) and start the run again")
     parser.add_argument("--preset", choices=sorted(PRESETS),

@@ -39,3 +39,15 @@ class Surrogate:
 
 def broken_factory():
     raise RuntimeError("no weights here")
+
+
+class Exiter:
+    """Kills its own process, as a crash in native code would."""
+
+    def reset(self, task_info):
+        pass
+
+    def act(self, observation):
+        import os
+
+        os._exit(3)

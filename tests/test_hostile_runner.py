@@ -186,3 +186,21 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     process.wait()
     gone, alive = psutil.wait_procs(everyone, timeout=30)
     assert alive == [], f"orphans left behind: {[p.cmdline() for p in alive]}"
+
+
+@pytest.mark.slow
+def test_an_agent_that_kills_its_process_stops_the_run_with_a_message(tmp_path):
+    save = tmp_path / "pano.png"
+    from panoseek.envs.panorama import save_image
+
+    save_image(save, PANORAMA)
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text(json.dumps({"image": "pano.png", "instruction": "Find it.", "kind": "HOS", "id": "t0",
+                                 "yaw_range": [80, 100], "pitch_range": [-5, 5], "levels": [0, 0, 0, 0]}) + "\n")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "panoseek", "eval", "--agent", "hostile_agents:Exiter", "--suite", f"jsonl:{suite}",
+         "--out", str(tmp_path / "out"), "--view-size", "16x9", "--quiet"],
+        env=environment, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2 and "all workers exited (codes [3])" in done.stderr, done.stderr

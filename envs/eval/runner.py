@@ -295,6 +295,7 @@ def run_benchmark(
     exemplar: Exemplar | None = None,
     turn_timeout: float | None = None,
     restart: bool = False,
+    isolate: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Play every episode not yet recorded in ``out_dir``; write the summary; return it.
@@ -307,7 +308,10 @@ def run_benchmark(
     holds a different run with recorded episodes is refused (with no episode recorded,
     its ``run.json`` is replaced); ``restart=True`` first moves the folder's results
     into ``previous-N/`` inside it, so nothing is lost. ``turn_timeout`` bounds each
-    agent turn (see :func:`panoseek.envs.rollout.play`).
+    agent turn (see :func:`panoseek.envs.rollout.play`). ``isolate=True`` plays even a
+    single worker in a spawned process, so an agent that kills its process (``os._exit``,
+    a crash in native code) stops the run with a message instead of taking the caller
+    with it (``panoseek eval`` does this unless ``--in-process``).
     """
     for name, value in (("workers", workers), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -372,7 +376,7 @@ def run_benchmark(
                 bar.set_postfix(success=f"{successes / finished:.1%}", refresh=False)
                 bar.update(1)
 
-            if pending and workers == 1:
+            if pending and workers == 1 and not isolate:
                 _run_in_process(task_list, agent_factory, settings, exemplar, batch_size, turn_timeout, pending, emit)
             elif pending:
                 _run_in_workers(
