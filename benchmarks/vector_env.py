@@ -50,13 +50,15 @@ def _turn(env, actions: np.ndarray, obs: dict, policy: SearchPolicy | None) -> d
     return env.step(actions)[0]
 
 
-def steps_per_second(env, batches: np.ndarray, policy: SearchPolicy | None = None) -> float:
+def steps_per_second(env, batches: np.ndarray, policy: SearchPolicy | None = None, warmup: int = 30) -> float:
+    """Environment steps per second over ``batches[warmup:]`` (the first steps fill the panorama caches)."""
     obs, _ = env.reset(seed=0)
-    obs = _turn(env, batches[0], obs, policy)  # warm: caches, first panoramas
-    start = time.perf_counter()
-    for actions in batches[1:]:
+    for actions in batches[:warmup]:
         obs = _turn(env, actions, obs, policy)
-    return (len(batches) - 1) * batches.shape[1] / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for actions in batches[warmup:]:
+        obs = _turn(env, actions, obs, policy)
+    return (len(batches) - warmup) * batches.shape[1] / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -72,7 +74,7 @@ def main() -> None:
     n = args.num_envs
     tasks = list(load_suite("synth:train")[: 5 * args.scenes])
     rng = np.random.default_rng(0)
-    batches = rng.integers(1, 7, (args.steps + 1, n))
+    batches = rng.integers(1, 7, (args.steps + 30, n))
     batches[rng.random(batches.shape) < 0.15] = 0
 
     def sync(cache: int) -> SyncVectorEnv:
