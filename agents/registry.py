@@ -22,6 +22,7 @@ BUILTIN_AGENTS: dict[str, str] = {
     "oracle": "panoseek.agents.baselines:OracleAgent",
     "foveated": "panoseek.agents.foveated:FoveatedAgent",
     "vlm": "panoseek.agents.vlm:VLMAgent",
+    "ppo": "panoseek.agents.ppo_agent:PPOAgent",  # a policy trained by `panoseek train ppo` (checkpoint=PATH)
 }
 
 

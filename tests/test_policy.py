@@ -1,0 +1,140 @@
+"""The PPO policy: shapes with and without the codebook, the codebook's probabilities, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from panoseek.agents.codebook import CodebookBottleneck
+from panoseek.agents.policy import (
+    PolicyCheckpointError, PolicyConfig, SearchPolicy, WordTokenizer, load_policy, policy_checkpoint,
+)
+from panoseek.agents.ppo_agent import PPOAgent, rotation_actions
+
+NAMES, _ = rotation_actions(30.0, 90.0)
+INSTRUCTIONS = ["Find the red clock.", "Go to gate 12.", "Which way is the car park?"]
+
+
+def _config(**overrides) -> PolicyConfig:
+    tokenizer = WordTokenizer.from_texts(INSTRUCTIONS)
+    return PolicyConfig(vocabulary=tokenizer.vocabulary, action_names=NAMES, **{"view_size": (64, 36), **overrides})
+
+
+def _inputs(policy: SearchPolicy, batch: int, size: tuple[int, int] = (64, 36)) -> dict:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, size[1], size[0], 3), dtype=np.uint8)
+    return policy.inputs(images, [INSTRUCTIONS[i % 3] for i in range(batch)], np.zeros(batch), np.arange(batch),
+                         10, np.full(batch, policy.no_action))
+
+
+def test_tokenizer_is_deterministic_and_splits_numbers_into_digits():
+    a, b = WordTokenizer.from_texts(INSTRUCTIONS), WordTokenizer.from_texts(reversed(INSTRUCTIONS))
+    assert a.vocabulary == b.vocabulary and a.vocabulary[:2] == ("<pad>", "<unk>")
+    assert a.encode("Go to gate 21") == (a.vocabulary.index("go"), a.vocabulary.index("to"),
+                                         a.vocabulary.index("gate"), a.vocabulary.index("2"), a.vocabulary.index("1"))
+    assert a.encode("zebra") == (1,) and a.batch(["go", "find the red"]).shape == (2, 3)
+
+
+@pytest.mark.parametrize("codebook", [False, True])
+def test_forward_shapes_over_sequences(codebook):
+    policy = SearchPolicy(_config(codebook=codebook))
+    steps, batch = 3, 4
+    x = _inputs(policy, steps * batch)
+    state = policy.initial_state(batch)
+    starts = torch.zeros(steps * batch)
+    starts[:batch] = 1
+    action, logprob, entropy, value, next_state = policy.get_action_and_value(x, state, starts)
+    assert action.shape == logprob.shape == entropy.shape == value.shape == (steps * batch,)
+    assert next_state.shape == (1, batch, policy.config.hidden_size)
+    assert int(action.max()) < len(NAMES)
+    assert policy.get_value(x, state, starts).shape == (steps * batch,)
+    assert (policy.codebook is not None) == codebook
+
+
+def test_an_episode_start_resets_the_memory():
+    policy = SearchPolicy(_config()).eval()
+    x = _inputs(policy, 2)
+    fresh = policy.memory(x, policy.initial_state(2), torch.ones(2))[0]
+    reset = policy.memory(x, torch.randn(1, 2, policy.config.hidden_size), torch.ones(2))[0]
+    torch.testing.assert_close(fresh, reset)
+
+
+def test_a_view_too_small_for_the_cnn_is_refused():
+    with pytest.raises(ValueError, match="view_size"):
+        SearchPolicy(_config(view_size=(32, 18)))
+
+
+def test_codebook_probabilities_sum_to_one_and_dropout_only_trains():
+    bottleneck = CodebookBottleneck(32, size=256, code_dim=10, dropout=0.1)
+    embeds = torch.randn(5, 32)
+    probabilities = bottleneck.probabilities(embeds)
+    assert probabilities.shape == (5, 256)
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(5))
+    assert bottleneck(embeds).shape == (5, 32)
+    bottleneck.eval()
+    torch.testing.assert_close(bottleneck(embeds), bottleneck(embeds))
+
+
+def test_checkpoint_round_trip_and_resized_views(tmp_path):
+    policy = SearchPolicy(_config(codebook=True)).eval()
+    path = tmp_path / "policy.pt"
+    torch.save(policy_checkpoint(policy), path)
+    loaded = load_policy(path, {"codebook": True, "view_size": [64, 36]})
+    x = _inputs(policy, 3)
+    torch.testing.assert_close(loaded.memory(x, loaded.initial_state(3), torch.ones(3))[0],
+                               policy.memory(x, policy.initial_state(3), torch.ones(3))[0])
+    assert loaded.inputs(np.zeros((1, 252, 448, 3), np.uint8), ["go"], [0.0], [0], 10, [7])["image"].shape == (1, 36, 64, 3)
+
+
+def test_incompatible_checkpoints_are_refused_naming_the_field(tmp_path):
+    policy = SearchPolicy(_config())
+    good = policy_checkpoint(policy)
+
+    def save(name: str, data) -> str:
+        torch.save(data, tmp_path / name)
+        return str(tmp_path / name)
+
+    with pytest.raises(PolicyCheckpointError, match="'codebook' is False, expected True"):
+        PPOAgent(save("plain.pt", good), codebook=True)
+    with pytest.raises(PolicyCheckpointError, match="'view_size'"):
+        PPOAgent(save("plain2.pt", good), view_size=[128, 72])
+    flipped = {**good, "config": {**good["config"], "codebook": True}}
+    with pytest.raises(PolicyCheckpointError, match="config field 'codebook' is True but the weights lack"):
+        PPOAgent(save("flipped.pt", flipped))
+    resized = {**good, "config": {**good["config"], "view_size": (128, 72)}}
+    with pytest.raises(PolicyCheckpointError, match="config field 'view_size'"):
+        PPOAgent(save("resized.pt", resized))
+    other_actions = {**good, "config": {**good["config"], "big_step_deg": None}}
+    with pytest.raises(PolicyCheckpointError, match="'action_names'"):
+        PPOAgent(save("actions.pt", other_actions))
+    with pytest.raises(PolicyCheckpointError, match="field 'format'"):
+        PPOAgent(save("other.pt", {"weights": torch.zeros(2)}))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(PolicyCheckpointError, match="not a readable checkpoint"):
+        PPOAgent(str(tmp_path / "junk.pt"))
+    with pytest.raises(PolicyCheckpointError, match="not a file"):
+        PPOAgent(str(tmp_path / "missing.pt"))
+
+
+def test_agent_submits_the_current_heading_and_turns_by_the_table(tmp_path):
+    policy = SearchPolicy(_config())
+    with torch.no_grad():  # force the actor's choice through its bias
+        policy.actor.weight.zero_()
+        policy.actor.bias.copy_(torch.tensor([5.0] + [0.0] * (len(NAMES) - 1)))
+    path = tmp_path / "submit.pt"
+    torch.save(policy_checkpoint(policy), path)
+    agent = PPOAgent(str(path))
+    agent.reset({"instruction": "Go to gate 12.", "max_turns": 10, "seed": 3})
+    observation = {"image": np.zeros((36, 64, 3), np.uint8), "instruction": "Go to gate 12.",
+                   "heading": np.array([123.0, -30.0], np.float32), "turn": 0, "feedback": ""}
+    assert agent.act(observation) == {"submit": 1, "yaw": 123.0, "pitch": -30.0}
+    with torch.no_grad():
+        policy.actor.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0]))
+    torch.save(policy_checkpoint(policy), tmp_path / "turn.pt")
+    agent = PPOAgent(str(tmp_path / "turn.pt"))
+    agent.reset({"max_turns": 10})
+    assert agent.act(observation) == {"submit": 0, "yaw": 90.0, "pitch": 0.0}  # big_right
+    assert dataclasses.asdict(agent.policy.config)["action_names"] == NAMES

@@ -1,0 +1,84 @@
+"""PPO (training/ppo.py): a few updates run, checkpoint, resume to the same state; the CLI and the agent."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import smooth_panorama
+from panoseek.cli import main
+from panoseek.envs.panorama import save_image
+from panoseek.training.ppo import Args, train
+
+
+def _suite(folder: Path) -> str:
+    """Three panoramas with one object and one path task each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for p in range(3):
+        save_image(folder / f"p{p}.png", smooth_panorama(128, seed=p))
+        lines.append({"image": f"p{p}.png", "instruction": f"Find the red clock {p}.", "kind": "HOS",
+                      "yaw_range": [80, 120], "pitch_range": [-5, 5], "start_yaws": [0, 180], "levels": [2, 2],
+                      "id": f"clock{p}"})
+        lines.append({"image": f"p{p}.png", "instruction": "Go to gate 12.", "kind": "HPS", "yaw_range": [200, 230],
+                      "start_yaws": [0, 90], "levels": [0, 1], "id": f"gate{p}"})
+    (folder / "tasks.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return f"jsonl:{folder / 'tasks.jsonl'}"
+
+
+def _args(tmp_path: Path, out: str, **overrides) -> Args:
+    settings = dict(suite=_suite(tmp_path / "suite"), out=str(tmp_path / out), total_steps=3 * 2 * 8, num_envs=2,
+                    num_steps=8, num_minibatches=2, view_size=(64, 36), working_set=2, swap_every=3, update_epochs=1,
+                    checkpoint_every=10, progress=False, codebook=True)
+    settings.update(overrides)
+    return Args(**settings)
+
+
+def _rows(run: Path) -> list[dict]:
+    with (run / "progress.csv").open(newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "sps"} for row in csv.DictReader(handle)]
+
+
+def test_ppo_runs_checkpoints_and_resumes_to_the_same_state(tmp_path):
+    straight = _args(tmp_path, "straight")
+    train(straight)
+    interrupted = _args(tmp_path, "resumed", total_steps=2 * 8)  # stops after one update
+    train(interrupted)
+    assert len(_rows(Path(interrupted.out))) == 1
+    train(dataclasses.replace(interrupted, total_steps=straight.total_steps))  # the same command, longer
+
+    a = torch.load(Path(straight.out) / "checkpoint.pt", weights_only=True)
+    b = torch.load(Path(interrupted.out) / "checkpoint.pt", weights_only=True)
+    assert a["loop"]["update"] == b["loop"]["update"] == 3
+    for key, tensor in a["policy"]["state_dict"].items():
+        assert torch.equal(tensor, b["policy"]["state_dict"][key]), key
+    assert a["env"] == b["env"]
+    assert _rows(Path(straight.out)) == _rows(Path(interrupted.out))
+    assert (Path(straight.out) / "curves.png").stat().st_size > 0
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    args = _args(tmp_path, "run", total_steps=16)
+    train(args)
+    with pytest.raises(ValueError, match="codebook=True"):
+        train(dataclasses.replace(args, codebook=False))
+
+
+def test_cli_trains_and_the_ppo_agent_plays_under_eval(tmp_path):
+    suite = _suite(tmp_path / "suite")
+    run = tmp_path / "cli"
+    assert main(["train", "ppo", "--suite", suite, "--out", str(run), "--total-steps", "32", "--num-envs", "4",
+                 "--num-steps", "8", "--view-size", "64x36", "--working-set", "2", "--quiet"]) == 0
+    assert (run / "checkpoint.pt").is_file() and (run / "progress.csv").is_file()
+    results = tmp_path / "eval"
+    assert main(["eval", "--agent", "ppo", "--agent-arg", f"checkpoint={run / 'checkpoint.pt'}", "--suite", suite,
+                 "--out", str(results), "--view-size", "128x72", "--quiet", "--batch-size", "3"]) == 0
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["overall"]["episodes"] == 12
+    assert main(["eval", "--agent", "ppo", "--agent-arg", f"checkpoint={run / 'checkpoint.pt'}",
+                 "--agent-arg", "codebook=true", "--suite", suite, "--out", str(tmp_path / "bad"), "--quiet"]) == 2

@@ -1,0 +1,88 @@
+"""``panoseek train ppo``: the CleanRL-style PPO recipe of :mod:`panoseek.training.ppo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from panoseek.training.ppo import Args
+
+
+def _view_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--view-size must be WIDTHxHEIGHT, e.g. 128x72, got {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"--view-size must be positive, got {text!r}")
+    return width, height
+
+
+def _train_ppo(args: argparse.Namespace) -> int:
+    from panoseek.scenes import SuiteError
+    from panoseek.training.ppo import train
+
+    settings = Args(
+        suite=args.suite, out=args.out, seed=args.seed, total_steps=args.total_steps, num_envs=args.num_envs,
+        num_steps=args.num_steps, codebook=args.codebook, distance_reward=args.distance_reward,
+        view_size=args.view_size, working_set=args.working_set, swap_every=args.swap_every,
+        update_epochs=args.update_epochs, device=args.device, threads=args.threads,
+        checkpoint_every=args.checkpoint_every, progress=not args.quiet,
+    )
+    if settings.num_envs % settings.num_minibatches:
+        print(f"panoseek train ppo: error: --num-envs must be a multiple of {settings.num_minibatches} "
+              f"(minibatches hold whole environments), got {settings.num_envs}", file=sys.stderr)
+        return 2
+    if settings.total_steps < settings.num_envs * settings.num_steps:
+        print(f"panoseek train ppo: error: --total-steps {settings.total_steps} is less than one update "
+              f"({settings.num_envs} envs x {settings.num_steps} steps)", file=sys.stderr)
+        return 2
+    try:
+        row = train(settings)
+    except (SuiteError, ValueError) as error:
+        print(f"panoseek train ppo: error: {error}", file=sys.stderr)
+        return 2
+    print(f"update {row.get('update')}: success {row.get('success')}, return {row.get('return')}; "
+          f"checkpoint in {args.out}/checkpoint.pt")
+    return 0
+
+
+def add_ppo_command(train_subparsers: argparse._SubParsersAction) -> None:
+    """Add ``ppo`` under an existing ``panoseek train`` subparser group."""
+    defaults = Args()
+    parser = train_subparsers.add_parser(
+        "ppo",
+        help="train the small recurrent policy with PPO (resumable: rerun the same command)",
+        description="CleanRL-style PPO on the natively batched vector env; writes OUT/checkpoint.pt, "
+        "OUT/progress.csv and OUT/curves.png. Rerunning with the same OUT continues from the last checkpoint.",
+    )
+    parser.add_argument("--suite", default=defaults.suite, help="training suite (default synth:train)")
+    parser.add_argument("--out", required=True, help="run folder (created; reused to resume)")
+    parser.add_argument("--total-steps", type=int, default=defaults.total_steps, help="environment steps in all")
+    parser.add_argument("--num-envs", type=int, default=defaults.num_envs, help="parallel episodes (default 16)")
+    parser.add_argument("--num-steps", type=int, default=defaults.num_steps, help="turns per env per update")
+    parser.add_argument("--update-epochs", type=int, default=defaults.update_epochs, help="epochs per update")
+    parser.add_argument("--codebook", action="store_true", help="add the codebook bottleneck")
+    parser.add_argument("--distance-reward", action="store_true",
+                        help="add the H* paper's distance shaping to the submission reward (training only)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--view-size", type=_view_size, default=defaults.view_size, metavar="WxH",
+                        help="policy view size (default 128x72)")
+    parser.add_argument("--working-set", type=int, default=defaults.working_set,
+                        help="panoramas held in memory at a time (default 16)")
+    parser.add_argument("--swap-every", type=int, default=defaults.swap_every,
+                        help="finished episodes between working-set swaps (default 200)")
+    parser.add_argument("--device", default=defaults.device, help="cpu or cuda (policy and renderer)")
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads (default 1)")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="updates")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_train_ppo)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``panoseek train`` with its ``ppo`` subcommand."""
+    train = subparsers.add_parser("train", help="post-train policies (ppo)",
+                                  description="Training recipes; each is resumable and reproducible from a seed.")
+    commands = train.add_subparsers(dest="recipe", metavar="RECIPE")
+    add_ppo_command(commands)
+    train.set_defaults(handler=lambda args: train.print_help() or 2)
