@@ -37,11 +37,7 @@ from panoseek.scenes.synth import scene, scene_slot
 
 
 def _turn(env, actions: np.ndarray, obs: dict, policy: SearchPolicy | None) -> dict:
-    """One step of a vector env, after a policy forward pass on its observation when given.
-
-    (A function rather than inline in the timing loop: tests/test_one_mechanism.py reserves
-    loops over ``.step`` for envs/rollout.py; this times a vector env's step.)
-    """
+    """One step of a vector env, after a policy forward pass on its observation when given."""
     if policy is not None:
         with torch.no_grad():
             x = policy.inputs(obs["image"], obs["instruction"], obs["heading"][:, 1], np.zeros(len(actions)), 10,

@@ -265,7 +265,7 @@ class PanoramaSearchEnv(gym.Env):
             self._panorama(self._task_index), self._yaw, self._pitch, fov_deg=self.fov_deg, size=self.view_size
         )
         if self.crosshair is not False:
-            _draw_crosshair(view, None if self.crosshair is True else self.crosshair)
+            draw_crosshair(view, self.crosshair)
         self.timings["render_s"] += time.perf_counter() - start
         return view
 
@@ -312,11 +312,14 @@ class PanoramaSearchEnv(gym.Env):
         return bool(in_front and -0.5 <= x <= width - 0.5 and -0.5 <= y <= height - 0.5)
 
 
-def _draw_crosshair(view: np.ndarray, arm: int | None = None) -> None:
-    """Thin green cross at the view centre, drawn in place (arms ``arm`` px, default ~2% of the width)."""
+def draw_crosshair(view: np.ndarray, crosshair: bool | int = True) -> None:
+    """Thin green cross at the view centre, drawn in place: ``True`` arms of ~2% of the
+    width, an int arms of that many pixels (H*: 10), ``False`` none."""
+    if crosshair is False:
+        return
     height, width = view.shape[:2]
     cx, cy = width // 2, height // 2
-    arm = max(3, round(0.02 * width)) if arm is None else arm
+    arm = max(3, round(0.02 * width)) if crosshair is True else int(crosshair)
     cv2.line(view, (cx - arm, cy), (cx + arm, cy), CROSSHAIR_COLOUR, 1)
     cv2.line(view, (cx, cy - arm), (cx, cy + arm), CROSSHAIR_COLOUR, 1)
 

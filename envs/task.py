@@ -142,6 +142,16 @@ class Task:
         return as_panorama(source(), source=f"task {self.id!r} panorama")
 
 
+def panorama_key(task: Task, task_index: int) -> str:
+    """Tasks with equal keys share a panorama: the task's ``panorama_id``, else its file path
+    (else the task alone, by its index in its list)."""
+    if task.panorama_id is not None:
+        return f"id:{task.panorama_id}"
+    if isinstance(task.panorama, (str, Path)):
+        return f"file:{task.panorama}"
+    return f"task:{task_index}"
+
+
 def _finite(name: str, field_name: str, value: Any, limit: float = math.inf) -> float:
     """``value`` as a float: a real number (not a bool or text), finite, within [-limit, limit]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -56,11 +56,11 @@ from gymnasium.vector.utils import batch_space
 
 from panoseek.envs import judge
 from panoseek.envs.agent import submit
-from panoseek.envs.env import PanoramaSearchEnv, _draw_crosshair
-from panoseek.envs.eval.runner import panorama_key
+from panoseek.envs.env import PanoramaSearchEnv, draw_crosshair
 from panoseek.envs.geometry import clamp_pitch, wrap_yaw
 from panoseek.envs.protocol import parse_structured
 from panoseek.envs.render import PreparedPanorama, render_view
+from panoseek.envs.task import panorama_key
 from panoseek.envs.wrappers import DiscreteRotations
 
 RENDERERS = ("opencv", "torch")
@@ -307,7 +307,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
                 list(self._pool.map(one, indices))
         if self.crosshair:
             for i in indices:
-                _draw_crosshair(out[i])
+                draw_crosshair(out[i], self.crosshair)
         self.timings["render_s"] += time.perf_counter() - start
 
     def _render_torch(self, indices: np.ndarray, out: np.ndarray) -> None:

@@ -40,7 +40,7 @@ def test_registry_builds_builtins_and_import_paths():
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
-        ("randon", {}, "unknown agent 'randon'; built-in agents: .*oracle, random, random_horizon, sweep"),
+        ("randon", {}, "unknown agent 'randon'; built-in agents: .*oracle, ppo, random, random_horizon, sweep"),
         ("no_such_module_xyz:make", {}, "cannot import module 'no_such_module_xyz'"),
         ("panoseek.agents.baselines:Nothing", {}, "has no attribute 'Nothing'"),
         ("panoseek.agents.baselines:DEFAULT_PATTERN", {}, "is not callable"),

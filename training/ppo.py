@@ -227,12 +227,7 @@ def _policy_inputs(policy: SearchPolicy, loop: dict[str, Any], max_turns: int) -
 
 
 def _env_turn(envs: VectorSearchEnv, loop: dict[str, Any], action: np.ndarray, finished: dict[str, list]) -> np.ndarray:
-    """One turn of all N episodes: step the vector env, track previous actions, turns and finished episodes.
-
-    (A function rather than inline in the rollout loop: tests/test_one_mechanism.py reserves
-    loops over ``.step`` for envs/rollout.py, whose loop plays single episodes; this steps
-    the natively batched vector env once.)
-    """
+    """One turn of all N episodes: step the vector env, track previous actions, turns and finished episodes."""
     loop["obs"], reward, terminated, truncated, info = envs.step(action)
     done = terminated | truncated
     for i in np.flatnonzero(done):

@@ -44,7 +44,7 @@ from panoseek.envs.eval.records import (
     config_mismatch, read_episodes, read_json, summarize, write_json,
 )
 from panoseek.envs.rollout import EpisodeSettings, EpisodeSpec, Exemplar, episode_spec, play
-from panoseek.envs.task import Task
+from panoseek.envs.task import Task, panorama_key
 
 LIMIT_SAMPLE_SEED = 0  # seed of the episode sample that --limit takes
 BUNDLE_PANORAMAS = 4  # panoramas per bundle of episodes (the environment caches as many)
@@ -59,15 +59,6 @@ class PlannedEpisode:
 
 
 # -------------------------------------------------------------------------- planning
-
-
-def panorama_key(task: Task, task_index: int) -> str:
-    """Tasks with equal keys share a panorama: the task's ``panorama_id``, else its file path."""
-    if task.panorama_id is not None:
-        return f"id:{task.panorama_id}"
-    if isinstance(task.panorama, (str, os.PathLike)):
-        return f"file:{os.fspath(task.panorama)}"
-    return f"task:{task_index}"
 
 
 def plan_episodes(
