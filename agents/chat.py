@@ -63,16 +63,20 @@ class EpisodeChat:
             raise RuntimeError("reply() without a pending observation")
         self.turns[-1].reply = text
 
+    def shown(self) -> range:
+        """Indices of the turns whose views are sent as images (the last ``history``)."""
+        return range(max(0, len(self.turns) - self.history), len(self.turns))
+
     def messages(self) -> tuple[list[dict[str, Any]], list[Image.Image]]:
         """The chat so far and its images, in the order of their ``{"type": "image"}`` entries."""
         messages: list[dict[str, Any]] = []
         images: list[Image.Image] = []
-        first_shown = len(self.turns) - self.history
+        shown = self.shown()
         for index, turn in enumerate(self.turns):
             content: list[dict[str, Any]] = []
             if index == 0:
                 content.append({"type": "text", "text": self.prompt + "\n\n"})
-            if index >= first_shown:
+            if index in shown:
                 content.append({"type": "image"})
                 images.append(turn.image)
             else:

@@ -41,17 +41,25 @@ SPECIAL_TOKENS = (
 )
 
 # Qwen2.5-VL's chat layout (ChatML with vision placeholders), written for this project:
-# string or list content, image/video entries, and the generation prompt.
+# string or list content, image/video entries, and the generation prompt. Each assistant
+# reply and its <|im_end|> sit inside {% generation %} markers, which render nothing at
+# inference and let ``return_assistant_tokens_mask`` (TRL's ``assistant_only_loss``) find
+# the reply tokens in training. (The newline after the marker is an expression because
+# transformers renders templates with ``trim_blocks``, which drops a newline after a tag.)
 CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
+    "{% macro render(content) %}"
+    "{% if content is string %}{{ content }}"
+    "{% else %}{% for part in content %}"
     "{% if part['type'] == 'image' or 'image' in part %}<|vision_start|><|image_pad|><|vision_end|>"
     "{% elif part['type'] == 'video' or 'video' in part %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif 'text' in part %}{{ part['text'] }}{% endif %}"
     "{% endfor %}{% endif %}"
-    "<|im_end|>\n"
+    "{% endmacro %}"
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ render(message['content']) }}<|im_end|>{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ render(message['content']) }}<|im_end|>\n{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )

@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "panoseek.agents.cli",
     "panoseek.evaluate_cli",
     "panoseek.report_cli",
-    "panoseek.training.ppo_cli",
+    "panoseek.training.cli",
 )
 
 

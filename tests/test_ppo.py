@@ -13,7 +13,8 @@ import torch
 from conftest import smooth_panorama
 from panoseek.cli import main
 from panoseek.envs.panorama import save_image
-from panoseek.training.ppo import Args, train
+from panoseek.training.ppo import train
+from panoseek.training.ppo_args import Args
 
 
 def _suite(folder: Path) -> str:

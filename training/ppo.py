@@ -28,7 +28,6 @@ import dataclasses
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,42 +40,10 @@ from panoseek.agents.policy import PolicyConfig, SearchPolicy, WordTokenizer, po
 from panoseek.envs.eval import stats
 from panoseek.envs.vector import VectorSearchEnv
 from panoseek.scenes import load_suite
+from panoseek.training.ppo_args import Args
 
 CSV_FIELDS = ("update", "global_step", "episodes", "return", "success", "success_stderr", "length", "lr",
               "policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "explained_variance", "sps")
-
-
-@dataclass
-class Args:
-    """Everything a run depends on (all but ``out``, ``total_steps`` and ``progress`` must match to resume)."""
-
-    suite: str = "synth:train"
-    out: str = "runs/ppo"
-    seed: int = 0
-    total_steps: int = 200_000
-    num_envs: int = 16
-    num_steps: int = 32  # turns per environment per update
-    codebook: bool = False
-    view_size: tuple[int, int] = (128, 72)
-    max_turns: int = 10
-    distance_reward: bool = False  # add the H* paper's distance shaping to the submission reward
-    working_set: int = 16  # panoramas in memory at a time (see VectorSearchEnv)
-    swap_every: int = 200  # finished episodes between two working-set swaps
-    learning_rate: float = 2.5e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    num_minibatches: int = 4
-    update_epochs: int = 4
-    clip_coef: float = 0.2
-    clip_vloss: bool = True
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    device: str = "cpu"  # "cuda": policy and the renderer (render_views_torch) on the GPU
-    threads: int = 1  # torch CPU threads
-    checkpoint_every: int = 10  # updates
-    progress: bool = True
 
 
 RUN_FREE = ("out", "total_steps", "progress", "checkpoint_every")  # may change between a run and its resume

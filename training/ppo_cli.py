@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from panoseek.training.ppo import Args
+from panoseek.training.ppo_args import Args
 
 
 def _view_size(text: str) -> tuple[int, int]:
@@ -77,12 +77,3 @@ def add_ppo_command(train_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="updates")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_train_ppo)
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``panoseek train`` with its ``ppo`` subcommand."""
-    train = subparsers.add_parser("train", help="post-train policies (ppo)",
-                                  description="Training recipes; each is resumable and reproducible from a seed.")
-    commands = train.add_subparsers(dest="recipe", metavar="RECIPE")
-    add_ppo_command(commands)
-    train.set_defaults(handler=lambda args: train.print_help() or 2)

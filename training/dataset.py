@@ -1,0 +1,73 @@
+"""Reading an expert-data folder back: checked rows, as a Hugging Face ``datasets.Dataset``.
+
+:func:`read_rows` checks every row before training starts, so a damaged folder fails
+with one message naming the row and what is wrong (a missing image, no assistant turn,
+image entries that do not match the listed images) instead of a traceback mid-epoch.
+:func:`load_sft_dataset` gives the ``messages`` + ``images`` dataset TRL's
+``SFTTrainer`` takes, images decoded lazily from the PNG files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from panoseek.envs.eval.records import RecordsError, read_episodes
+from panoseek.training.expert_data import DATA_FILE, EPISODES_FILE
+
+
+class DatasetError(ValueError):
+    """An expert-data folder or row that cannot be trained on; the message names it."""
+
+
+def _image_entries(messages: list[dict[str, Any]]) -> int:
+    return sum(1 for message in messages for part in message.get("content") or []
+               if isinstance(part, dict) and part.get("type") == "image")
+
+
+def check_row(folder: Path, row: dict[str, Any]) -> None:
+    """Raise :class:`DatasetError` unless ``row`` is a trainable conversation with its images."""
+    name = f"{folder}: row {row.get('id')!r}"
+    messages, images = row.get("messages"), row.get("images")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise DatasetError(f"{name} has no messages")
+    if not isinstance(images, list):
+        raise DatasetError(f"{name} has no 'images' list")
+    if messages[-1].get("role") != "assistant":
+        raise DatasetError(f"{name} has no assistant turn to learn (its last message is from "
+                           f"{messages[-1].get('role')!r})")
+    if _image_entries(messages) != len(images):
+        raise DatasetError(f"{name} has {_image_entries(messages)} image entries but lists {len(images)} images")
+    for image in images:
+        if not (folder / str(image)).is_file():
+            raise DatasetError(f"{name}: image {str(image)!r} is missing")
+
+
+def read_rows(folder: str | Path) -> list[dict[str, Any]]:
+    """Every training row of an expert-data folder, checked (see :func:`check_row`)."""
+    folder = Path(folder)
+    if not (folder / DATA_FILE).is_file():
+        raise DatasetError(f"--data {str(folder)!r} is not an expert-data folder (it has no {DATA_FILE}; "
+                           "build one with `panoseek data experts`)")
+    try:
+        records = read_episodes(folder / EPISODES_FILE)
+    except RecordsError as error:
+        raise DatasetError(str(error)) from None
+    rows = [row for record in records for row in record.get("rows") or []]
+    for row in rows:
+        check_row(folder, row)
+    if not rows:
+        raise DatasetError(f"--data {str(folder)!r} holds no training rows (no successful expert episodes yet)")
+    return rows
+
+
+def load_sft_dataset(folder: str | Path):
+    """The rows of ``folder`` as a ``datasets.Dataset`` with ``messages`` and ``images`` columns."""
+    import datasets
+
+    folder = Path(folder)
+    rows = read_rows(folder)
+    records = [{"id": row["id"], "messages": row["messages"], "images": [str(folder / p) for p in row["images"]]}
+               for row in rows]
+    dataset = datasets.Dataset.from_list(records)
+    return dataset.cast_column("images", datasets.List(datasets.Image()))
