@@ -9,6 +9,11 @@ the prompt length (and the image-token count) stays bounded however long the epi
 The messages use the Hugging Face chat format (``{"type": "image"}`` entries with the
 pictures passed separately, in order), which ``processor.apply_chat_template`` renders
 for any image-text-to-text model.
+
+``structure="hstar"`` builds the conversation the way the released H* environment does
+(:mod:`panoseek.envs.prompts`): a system prompt with a worked episode, then every user
+message names the action read from the last reply, the feedback, the new view, the
+instruction and the reply layout again.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from panoseek.envs.prompts import task_prompt
-from panoseek.envs.protocol import feedback_text
+from panoseek.envs.prompts import HSTAR_VIEW, hstar_first_message, hstar_system_prompt, hstar_turn_message, task_prompt
+from panoseek.envs.protocol import HSTAR, ActionProtocol, feedback_text, format_action
+
+STRUCTURES = ("panoseek", HSTAR)
 
 
 @dataclass
@@ -39,12 +46,18 @@ class EpisodeChat:
     instruction: str
     prompt_format: str = "free_think"
     history: int = 2
+    structure: str = "panoseek"  # or "hstar": H*'s message structure (see the module docstring)
     turns: list[_Turn] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.history, int) or self.history < 1:
             raise ValueError(f"history must be a positive number of views, got {self.history!r}")
-        self.prompt = task_prompt(self.kind, self.instruction, self.prompt_format)
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"structure must be one of {STRUCTURES}, got {self.structure!r}")
+        if self.structure == HSTAR:
+            self.prompt = hstar_system_prompt(self.kind, self.prompt_format)
+        else:
+            self.prompt = task_prompt(self.kind, self.instruction, self.prompt_format)
 
     def observe(self, observation: dict[str, Any]) -> None:
         """Add the user turn for ``observation`` (env observation plus ``feedback``)."""
@@ -72,6 +85,8 @@ class EpisodeChat:
         messages: list[dict[str, Any]] = []
         images: list[Image.Image] = []
         shown = self.shown()
+        if self.structure == HSTAR:
+            return self._hstar_messages(shown)
         for index, turn in enumerate(self.turns):
             content: list[dict[str, Any]] = []
             if index == 0:
@@ -83,6 +98,30 @@ class EpisodeChat:
                 content.append({"type": "text", "text": f"[earlier view, where {feedback_text(*turn.heading)}]\n"})
             content.append({"type": "text", "text": turn.text})
             messages.append({"role": "user", "content": content})
+            if turn.reply is not None:
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.reply}]})
+        return messages, images
+
+    def _hstar_messages(self, shown: range) -> tuple[list[dict[str, Any]], list[Image.Image]]:
+        """The H*-structured chat: system prompt, then per turn the action read, the feedback,
+        the view (or a note naming an earlier one), the instruction and the format block."""
+        messages: list[dict[str, Any]] = [{"role": "system", "content": [{"type": "text", "text": self.prompt}]}]
+        images: list[Image.Image] = []
+        parser = ActionProtocol(prompt_format=self.prompt_format, strict=HSTAR)
+        for index, turn in enumerate(self.turns):
+            if index == 0:
+                text = hstar_first_message(self.instruction, self.prompt_format)
+            else:
+                action = parser.parse(self.turns[index - 1].reply or "")
+                read = format_action(action.kind, action.yaw, action.pitch) if action.valid else ""
+                text = hstar_turn_message(self.instruction, self.prompt_format, read, turn.text, done=False)
+            before, after = text.split(HSTAR_VIEW, 1)
+            if index in shown:
+                view: dict[str, Any] = {"type": "image"}
+                images.append(turn.image)
+            else:
+                view = {"type": "text", "text": f"[earlier view, where {feedback_text(*turn.heading)}]"}
+            messages.append({"role": "user", "content": [{"type": "text", "text": before}, view, {"type": "text", "text": after}]})
             if turn.reply is not None:
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.reply}]})
         return messages, images

@@ -295,7 +295,9 @@ class VLMAgent:
         self.last_action: ParsedAction | None = None  # the reply as the protocol reads it, for logs
 
     def reset(self, task_info: dict[str, Any]) -> None:
-        self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history)
+        # Under the H* protocol (``panoseek eval --preset hstar``) the chat takes H*'s structure too.
+        structure = "hstar" if task_info.get("strict") == "hstar" else "panoseek"
+        self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history, structure)
         self.seed = int(task_info.get("seed", 0))
 
     def act(self, observation: dict[str, Any]) -> str:

@@ -113,3 +113,30 @@ def test_a_bad_view_is_named():
     chat = EpisodeChat("HPS", "Go to gate 12.")
     with pytest.raises(ValueError, match=r"observation 'image' must be an \(H, W, 3\) uint8 array, got float64"):
         chat.observe({"image": np.zeros((4, 4, 3)), "heading": [0.0, 0.0]})
+
+
+def test_hstar_structure_repeats_instruction_and_format_and_names_the_action_read(policy):
+    chat = EpisodeChat("HOS", "Find the red clock.", "free_think", history=1, structure="hstar")
+    chat.observe({"image": view(10), "heading": [0.0, 0.0], "feedback": ""})
+    chat.reply("<think>left</think><answer>rotate(-30,0)</answer>")
+    chat.observe({"image": view(20), "heading": [330.0, 0.0], "feedback": "your current direction (yaw,pitch) is (330,0)"})
+    messages, images = chat.messages()
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    system = messages[0]["content"][0]["text"]
+    assert "Example" in system and "Round 4" in system
+    users = [" ".join(part.get("text", "<image>") for part in m["content"]) for m in messages if m["role"] == "user"]
+    assert all("Instruction: Find the red clock." in text and "<think>...</think><answer>...</answer>" in text for text in users)
+    assert "The action read from your reply: rotate(-30,0)." in users[1] and "(330,0)" in users[1]
+    assert "[earlier view" in users[0] and len(images) == 1  # history 1: only the last view is an image
+    text = policy.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text.count("<|image_pad|>") == 1 and text.startswith("<|im_start|>system")
+
+
+def test_vlm_agent_takes_the_hstar_structure_under_the_hstar_protocol(policy):
+    from panoseek.agents.vlm import VLMAgent
+
+    agent = VLMAgent(policy)
+    agent.reset({"kind": "HOS", "instruction": "Find it.", "seed": 0, "strict": "hstar"})
+    assert agent.chat.structure == "hstar"
+    agent.reset({"kind": "HOS", "instruction": "Find it.", "seed": 0, "strict": True})
+    assert agent.chat.structure == "panoseek"
