@@ -155,13 +155,14 @@ def _row_ops(use_triton: bool):
 def _rows_forward_torch(
     logits: torch.Tensor, targets: torch.Tensor, ignore_index: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PyTorch twin of the Triton forward row kernel (used on CPU); one block of temporaries."""
+    """PyTorch twin of the Triton forward row kernel (used on CPU): PyTorch's fused
+    ``log_softmax`` (faster than ``logsumexp`` here), then one more block for the entropy."""
     z = logits.to(_reduce_dtype(logits))
-    lse = torch.logsumexp(z, dim=-1)
+    log_p = torch.log_softmax(z, dim=-1)
+    lse = z[:, 0] - log_p[:, 0]
     valid = targets != ignore_index
-    picked = z.gather(-1, torch.where(valid, targets, 0)[:, None]).squeeze(-1) - lse
-    p_times_z = torch.sub(z, lse[:, None]).exp_().mul_(z)  # p * z, in one buffer
-    entropy = lse - p_times_z.sum(-1)
+    picked = log_p.gather(-1, torch.where(valid, targets, 0)[:, None]).squeeze(-1)
+    entropy = -log_p.exp().mul_(log_p).sum(-1)
     return torch.where(valid, picked, 0.0), torch.where(valid, entropy, 0.0), lse
 
 
