@@ -337,6 +337,19 @@ def _check_tasks(tasks: Sequence[Task]) -> tuple[Task, ...]:
     return tasks
 
 
+def parse_view_size(text: str) -> tuple[int, int]:
+    """``"WIDTHxHEIGHT"`` (a command-line ``--view-size``) as ``(width, height)``, checked
+    as the environment checks its ``view_size``; a bad value is a ValueError naming it."""
+    try:
+        width, height = (int(part) for part in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--view-size must be WIDTHxHEIGHT, e.g. 448x252, got {text!r}") from None
+    try:
+        return _check_view_size((width, height))
+    except ValueError as error:
+        raise ValueError(f"--view-size {text!r}: {error}") from None
+
+
 def _check_view_size(view_size: Any) -> tuple[int, int]:
     try:
         width, height = view_size

@@ -16,7 +16,7 @@ from typing import Any
 
 from panoseek.agents.registry import BUILTIN_AGENTS, AgentError, make_agent, resolve_factory
 from panoseek.envs.eval.records import RecordsError, merge_folders
-from panoseek.envs.env import HSTAR_CROSSHAIR_ARM_PX, MAX_VIEW_SIDE
+from panoseek.envs.env import HSTAR_CROSSHAIR_ARM_PX, parse_view_size
 from panoseek.envs.eval.runner import EpisodeFailure, run_benchmark
 from panoseek.envs.protocol import HSTAR
 from panoseek.envs.rollout import EpisodeSettings
@@ -45,14 +45,9 @@ def episode_settings(args: argparse.Namespace) -> EpisodeSettings:
 
 def _view_size(text: str) -> tuple[int, int]:
     try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--view-size must be WIDTHxHEIGHT, e.g. 448x252, got {text!r}") from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"--view-size must be positive, got {text!r}")
-    if max(width, height) > MAX_VIEW_SIDE:
-        raise argparse.ArgumentTypeError(f"--view-size sides must be at most {MAX_VIEW_SIDE} pixels, got {text!r}")
-    return width, height
+        return parse_view_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _seconds(text: str) -> float | None:

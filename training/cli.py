@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from panoseek.envs.env import parse_view_size
 from panoseek.training.ppo_cli import add_ppo_command
 
 
@@ -55,14 +56,6 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _view_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--view-size must be WIDTHxHEIGHT, e.g. 448x252, got {text!r}") from None
-    return width, height
-
-
 def run_experts(args: argparse.Namespace) -> int:
     from panoseek.scenes import load_suite
     from panoseek.scenes.suite import SuiteError
@@ -72,7 +65,7 @@ def run_experts(args: argparse.Namespace) -> int:
         suite = load_suite(args.suite)
         counts = build_expert_data(
             suite, args.out, limit=args.limit, prompt_format=args.prompt_format, history=args.history,
-            view_size=_view_size(args.view_size), seed=args.seed, progress=not args.no_progress,
+            view_size=parse_view_size(args.view_size), seed=args.seed, progress=not args.no_progress,
         )
     except (ExpertDataError, SuiteError, ValueError, OSError) as error:
         print(f"panoseek data experts: {error}", file=sys.stderr)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from panoseek.envs.env import parse_view_size
 from panoseek.training.ppo_args import Args
 
 
 def _view_size(text: str) -> tuple[int, int]:
     try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--view-size must be WIDTHxHEIGHT, e.g. 128x72, got {text!r}") from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"--view-size must be positive, got {text!r}")
-    return width, height
+        return parse_view_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _train_ppo(args: argparse.Namespace) -> int:
