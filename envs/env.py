@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import string
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +16,8 @@ from panoseek.envs import judge
 from panoseek.envs.geometry import clamp_pitch, project_to_view, wrap_yaw
 from panoseek.envs.prompts import feedback_message
 from panoseek.envs.protocol import ANGLE_LIMIT, ROTATE, SUBMIT, parse_structured
-from panoseek.envs.render import PreparedPanorama, render_view
+from panoseek.envs.panorama_cache import PanoramaCache
+from panoseek.envs.render import render_view
 from panoseek.envs.task import Task
 
 CROSSHAIR_COLOUR = (0, 255, 0)  # RGB green, as H* draws it
@@ -102,7 +102,8 @@ class PanoramaSearchEnv(gym.Env):
     ``HSTAR_CROSSHAIR_ARM_PX``; ``False``: none), ``render_mode``
     (None or ``"rgb_array"``), ``distance_reward``, ``panorama_cache`` (how many
     decoded panoramas to keep, each as a ``PreparedPanorama``: 4 bytes a pixel; panoramas
-    are loaded lazily per task), ``diagnostics``.
+    are loaded lazily, and tasks sharing one (``Task.panorama_id``, or the same file)
+    share its copy), ``diagnostics``.
 
     ``timings`` accumulates the seconds spent loading panoramas (``load_s``) and
     rendering views (``render_s``, loading included), for the evaluation records.
@@ -160,7 +161,7 @@ class PanoramaSearchEnv(gym.Env):
             pitch=spaces.Box(-ANGLE_LIMIT, ANGLE_LIMIT, (), np.float32),
         )
 
-        self._panoramas: OrderedDict[int, PreparedPanorama] = OrderedDict()
+        self._panoramas = PanoramaCache(panorama_cache, self.timings)
         self._task_index: int | None = None
         self._start_index = 0
         self._yaw = 0.0
@@ -247,22 +248,11 @@ class PanoramaSearchEnv(gym.Env):
 
     # ------------------------------------------------------------------ helpers
 
-    def _panorama(self, task_index: int) -> PreparedPanorama:
-        """Decoded panorama of a task, prepared for rendering, from a small least-recently-used cache."""
-        if task_index in self._panoramas:
-            self._panoramas.move_to_end(task_index)
-        else:
-            start = time.perf_counter()
-            self._panoramas[task_index] = PreparedPanorama(self.tasks[task_index].load_panorama())
-            self.timings["load_s"] += time.perf_counter() - start
-            while len(self._panoramas) > self.panorama_cache:
-                self._panoramas.popitem(last=False)
-        return self._panoramas[task_index]
-
     def _render_current(self) -> np.ndarray:
         start = time.perf_counter()
         view = render_view(
-            self._panorama(self._task_index), self._yaw, self._pitch, fov_deg=self.fov_deg, size=self.view_size
+            self._panoramas.get(self.tasks, self._task_index), self._yaw, self._pitch,
+            fov_deg=self.fov_deg, size=self.view_size
         )
         if self.crosshair is not False:
             draw_crosshair(view, self.crosshair)

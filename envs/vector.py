@@ -59,6 +59,7 @@ from panoseek.envs.agent import submit
 from panoseek.envs.env import PanoramaSearchEnv, draw_crosshair
 from panoseek.envs.geometry import clamp_pitch, wrap_yaw
 from panoseek.envs.protocol import parse_structured
+from panoseek.envs.panorama_cache import PanoramaCache
 from panoseek.envs.render import PreparedPanorama, render_view
 from panoseek.envs.task import panorama_key
 from panoseek.envs.wrappers import DiscreteRotations
@@ -140,9 +141,8 @@ class VectorSearchEnv(gym.vector.VectorEnv):
             raise ValueError(f"swap_every must be a positive integer, got {swap_every!r}")
         self.working_set = None if working_set is None else min(working_set, len(self._groups))
         self.swap_every = swap_every
-        self._cache: OrderedDict[str, PreparedPanorama] = OrderedDict()
-        self._cache_size = self.working_set or num_envs + 4
         self.timings = {"load_s": 0.0, "render_s": 0.0}
+        self._cache = PanoramaCache(self.working_set or num_envs + 4, self.timings)
 
         self.renderer, self.device = renderer, device
         self._gpu: dict[str, Any] = {}  # panorama key -> its pixels on the device (torch renderer)
@@ -278,16 +278,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
 
     def _panorama(self, task_index: int) -> PreparedPanorama:
         """A task's prepared panorama, from a cache shared by the episodes of all environments."""
-        key = panorama_key(self.tasks[task_index], task_index)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        start = time.perf_counter()
-        self._cache[key] = PreparedPanorama(self.tasks[task_index].load_panorama())
-        self.timings["load_s"] += time.perf_counter() - start
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return self._cache[key]
+        return self._cache.get(self.tasks, task_index)
 
     def _render(self, indices: np.ndarray, out: np.ndarray) -> None:
         """Render the current view of each environment in ``indices`` into ``out[i]``."""

@@ -284,6 +284,21 @@ def test_panoramas_load_lazily_and_only_a_few_stay_cached():
     assert loads == [0, 1, 2, 1] and len(env._panoramas) == 2
 
 
+def test_tasks_sharing_a_panorama_share_one_loaded_copy():
+    loads = []
+
+    def source(index):
+        loads.append(index)
+        return PANO
+
+    # Six tasks on two panoramas, played interleaved as the runner does: two loads, not six.
+    tasks = [make_task(f"t{i}", panorama=functools.partial(source, i % 2), panorama_id=f"scene{i % 2}") for i in range(6)]
+    env = PanoramaSearchEnv(tasks, view_size=VIEW, panorama_cache=2)
+    for index in (0, 1, 2, 3, 4, 5, 0, 3):
+        env.reset(options={"task_index": index, "start_index": 0})
+    assert loads == [0, 1] and len(env._panoramas) == 2
+
+
 @pytest.mark.parametrize(
     "kwargs, field",
     [
