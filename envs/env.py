@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from panoseek.envs import judge
-from panoseek.envs.geometry import clamp_pitch, project_to_view, wrap_yaw
+from panoseek.envs.geometry import clamp_pitch, view_position, wrap_yaw
 from panoseek.envs.prompts import feedback_message
 from panoseek.envs.protocol import ANGLE_LIMIT, ROTATE, SUBMIT, parse_structured
 from panoseek.envs.panorama_cache import PanoramaCache
@@ -295,11 +295,8 @@ class PanoramaSearchEnv(gym.Env):
         task = self.task
         window = judge.pitch_window(task)  # None for path search: the way to walk is level
         pitch = 0.0 if window is None else window.centre
-        width, height = self.view_size
-        x, y, in_front = project_to_view(
-            judge.yaw_window(task).centre, pitch, self._yaw, self._pitch, self.fov_deg, width, height
-        )
-        return bool(in_front and -0.5 <= x <= width - 0.5 and -0.5 <= y <= height - 0.5)
+        position = view_position(judge.yaw_window(task).centre, pitch, self._yaw, self._pitch, self.fov_deg, *self.view_size)
+        return position is not None
 
 
 def draw_crosshair(view: np.ndarray, crosshair: bool | int = True) -> None:

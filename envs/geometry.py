@@ -223,6 +223,18 @@ def project_to_view(
     return x, y, z > 1e-9
 
 
+def view_position(
+    yaw: float, pitch: float, view_yaw: float, view_pitch: float, fov_deg: float, width: int, height: int
+) -> tuple[float, float] | None:
+    """Pixel ``(x, y)`` at which the direction (yaw, pitch) appears in the view, or None when
+    it is outside the view (behind the camera, or beyond an edge's pixel centre by more than
+    half a pixel). The one rule for "is it in view" (the env's ``target_in_view``, experts)."""
+    x, y, in_front = project_to_view(yaw, pitch, view_yaw, view_pitch, fov_deg, width, height)
+    if bool(in_front) and -0.5 <= float(x) <= width - 0.5 and -0.5 <= float(y) <= height - 0.5:
+        return float(x), float(y)
+    return None
+
+
 # ------------------------------------------------------------- windows of the success rule
 
 

@@ -193,3 +193,11 @@ def test_pitch_window_does_not_wrap(p0, p1, tolerance, pitch):
 @pytest.mark.parametrize("y0,y1,width", [(10, 350, 340), (350, 10, 20), (90, 90, 0), (0, 360, 360), (-10, 10, 20)])
 def test_yaw_range_width(y0, y1, width):
     assert geometry.yaw_range_width(y0, y1) == width
+
+
+def test_view_position_is_the_centre_for_the_head_direction_and_none_outside():
+    assert geometry.view_position(30.0, 10.0, 30.0, 10.0, 100.0, 448, 252) == pytest.approx((223.5, 125.5))
+    assert geometry.view_position(30.0 + 180.0, 0.0, 30.0, 0.0, 100.0, 448, 252) is None  # behind
+    assert geometry.view_position(30.0 + 51.0, 0.0, 30.0, 0.0, 100.0, 448, 252) is None  # past the 50° edge
+    x, _ = geometry.view_position(30.0 + 49.0, 0.0, 30.0, 0.0, 100.0, 448, 252)
+    assert x == pytest.approx(223.5 + 224.0 * math.tan(math.radians(49)) / math.tan(math.radians(50)))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from panoseek.envs.geometry import AngularWindow, project_to_view, wrap_yaw, yaw_delta
+from panoseek.envs.geometry import AngularWindow, view_position, wrap_yaw, yaw_delta
 from panoseek.envs.protocol import PROMPT_FORMATS, format_action, format_reply
 from panoseek.envs.task import HOS
 from panoseek.training.sight import SceneSight, Seen, describe_view, is_sign, where_in_view
@@ -112,11 +112,7 @@ class ExpertAgent:
 
     def _target_position(self, yaw: float, pitch: float) -> tuple[float, float] | None:
         """Pixel of the target's centre if it is inside the view (the env's ``target_in_view``)."""
-        width, height = self.size
-        x, y, in_front = project_to_view(self.target[0], self.target[1], yaw, pitch, self.fov, width, height)
-        if bool(in_front) and -0.5 <= float(x) <= width - 0.5 and -0.5 <= float(y) <= height - 0.5:
-            return float(x), float(y)
-        return None
+        return view_position(self.target[0], self.target[1], yaw, pitch, self.fov, *self.size)
 
     def _read_signs(self, seen: list[Seen]) -> list[str]:
         """Read the signs in view; a row naming the goal sets the goal or the way to follow."""

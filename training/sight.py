@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from panoseek.envs.geometry import project_to_view
+from panoseek.envs.geometry import view_position
 from panoseek.envs.task import Task
 from panoseek.scenes.catalog import scene_type
 from panoseek.scenes.layout import Placement
@@ -91,13 +91,12 @@ class SceneSight:
 
     def in_view(self, yaw: float, pitch: float, fov_deg: float, size: tuple[int, int]) -> list[Seen]:
         """Everything whose centre projects inside the view at (yaw, pitch), largest first."""
-        width, height = size
         seen = []
         for placement in self._placements:
             centre_pitch = _centre_pitch(placement)
-            x, y, in_front = project_to_view(placement.yaw, centre_pitch, yaw, pitch, fov_deg, width, height)
-            if bool(in_front) and -0.5 <= float(x) <= width - 0.5 and -0.5 <= float(y) <= height - 0.5:
-                seen.append(Seen(placement, placement.yaw, centre_pitch, float(x), float(y)))
+            position = view_position(placement.yaw, centre_pitch, yaw, pitch, fov_deg, *size)
+            if position is not None:
+                seen.append(Seen(placement, placement.yaw, centre_pitch, *position))
         return sorted(seen, key=lambda item: -item.placement.angular_size)
 
     def rows(self, sign: Seen) -> list[SignRow]:

@@ -20,7 +20,7 @@ from panoseek.envs.eval.figures import plot_success_by_turn, sample_episodes, tr
 from panoseek.envs.eval.records import EPISODES_FILE, RUN_FILE, RecordsError, read_episodes, read_json
 from panoseek.envs.eval.stats import by_level, group_stats, level_columns, level_name, privileges_used
 from panoseek.envs.panorama import save_image
-from panoseek.envs.task import HOS, HPS, KINDS, Task
+from panoseek.envs.task import HOS, HPS, KINDS, UNLABELLED, Task
 
 REQUIRED_FIELDS = ("task_id", "kind", "success", "turns")  # besides episode_id, checked on reading
 TaskLookup = Callable[[str], "Task | None"]
@@ -116,7 +116,7 @@ def table_columns(results: Sequence[Results]) -> list[tuple[str, str]]:
     for kind in (HOS, HPS):
         columns.append((kind, "overall"))
         present = {level_name(e) for r in results for e in r.episodes if e["kind"] == kind}
-        columns += [(kind, name) for name in level_columns(kind) if name != "Unlabelled" or name in present]
+        columns += [(kind, name) for name in level_columns(kind) if name != UNLABELLED or name in present]
     return columns
 
 
