@@ -80,6 +80,18 @@ def test_plan_bundles_shared_panoramas_and_never_plays_a_tasks_starts_back_to_ba
     assert {e.spec.episode_id for e in other} == {e.spec.episode_id for e in plan}
 
 
+def test_a_lock_step_batch_never_holds_two_starts_of_one_task():
+    """act_batch sees every view of its batch: another start of the same task would be free looks."""
+    from panoseek.envs.eval.runner import _batches
+
+    tasks = [make_task(f"t{i}", panorama=PANORAMA, panorama_id=f"scene{i // 3}") for i in range(12)]
+    plan = plan_episodes(tasks, seed=1)
+    batches = _batches(plan, batch_size=16)
+    assert sum(len(batch) for batch in batches) == len(plan) and max(len(batch) for batch in batches) == 12
+    for batch in batches:
+        assert len({e.spec.task_index for e in batch}) == len(batch) and len({e.bundle for e in batch}) == 1
+
+
 # ------------------------------------------------------------------------- judging
 
 
@@ -323,6 +335,13 @@ def test_two_workers_give_the_same_records_as_one(tmp_path):
     _run(tasks, "sweep", tmp_path / "one")
     _run(tasks, "sweep", tmp_path / "two", workers=2)
     assert _results(tmp_path / "two") == _results(tmp_path / "one")
+
+
+def test_lock_step_batches_give_the_same_records_as_one_at_a_time(tmp_path):
+    tasks = _mixed_tasks()
+    _run(tasks, "sweep", tmp_path / "one")
+    _run(tasks, "sweep", tmp_path / "batched", batch_size=5)
+    assert _results(tmp_path / "batched") == _results(tmp_path / "one")
 
 
 # ------------------------------------------------------------------------ records

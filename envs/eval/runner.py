@@ -157,11 +157,15 @@ class _Player:
 
 
 def _batches(episodes: Sequence[PlannedEpisode], batch_size: int) -> list[list[PlannedEpisode]]:
-    """Consecutive batches of at most ``batch_size`` episodes, never across bundles."""
+    """Consecutive batches of at most ``batch_size`` episodes, never across bundles, and never
+    two starts of one task in a batch: an agent's ``act_batch`` sees every view of its batch,
+    and the views of another start of the same task would be free looks around."""
     batches: list[list[PlannedEpisode]] = []
     for episode in episodes:
-        if batches and len(batches[-1]) < batch_size and batches[-1][-1].bundle == episode.bundle:
-            batches[-1].append(episode)
+        current = batches[-1] if batches else []
+        if (current and len(current) < batch_size and current[-1].bundle == episode.bundle
+                and all(other.spec.task_index != episode.spec.task_index for other in current)):
+            current.append(episode)
         else:
             batches.append([episode])
     return batches
