@@ -93,12 +93,15 @@ def plan_episodes(
         starts_of = {index: starts for group in group_list[first : first + BUNDLE_PANORAMAS] for index, starts in group.items()}
         for index, start in _interleaved(starts_of, rng):
             ordered.append(PlannedEpisode(episode_spec(tasks[index], index, start, seed), bundle))
-    if shard is not None:
-        index, count = shard
-        if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
-            raise ValueError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
-        ordered = ordered[(index * len(ordered)) // count : ((index + 1) * len(ordered)) // count]
-    return ordered
+    return ordered if shard is None else shard_of(ordered, shard)
+
+
+def shard_of(ordered: Sequence[PlannedEpisode], shard: tuple[int, int]) -> list[PlannedEpisode]:
+    """The i-th of n contiguous slices (0-based) of a play order (``shard=(i, n)``)."""
+    index, count = shard
+    if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
+        raise ValueError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
+    return list(ordered[(index * len(ordered)) // count : ((index + 1) * len(ordered)) // count])
 
 
 def _interleaved(starts_of: Mapping[int, list[int]], rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -315,8 +318,9 @@ def run_benchmark(
     if not str(out_dir).strip():  # Path("") would be the current folder
         raise RecordsError("the results folder name is empty: give a folder name")
     out_dir = Path(out_dir)
-    planned = plan_episodes(task_list, seed=settings.seed, limit=limit, shard=shard)
-    total = len(plan_episodes(task_list, seed=settings.seed, limit=limit))
+    every = plan_episodes(task_list, seed=settings.seed, limit=limit)
+    planned = every if shard is None else shard_of(every, shard)
+    total = len(every)
     run = {
         **{key: run_info.get(key) for key in ("suite", "fingerprint", "agent", "agent_args", "model", "command")},
         **asdict(settings),
