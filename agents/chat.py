@@ -10,6 +10,10 @@ The messages use the Hugging Face chat format (``{"type": "image"}`` entries wit
 pictures passed separately, in order), which ``processor.apply_chat_template`` renders
 for any image-text-to-text model.
 
+``structure="compact"`` is panoseek's structure with a one-line opening (task kind, reply
+layout, instruction) instead of the page of rules: for models trained on panoseek's own
+episodes, which learn the protocol from them (docs/training.md).
+
 ``structure="hstar"`` builds the conversation the way the released H* environment does
 (:mod:`panoseek.envs.prompts`): a system prompt with a worked episode, then every user
 message names the action read from the last reply, the feedback, the new view, the
@@ -24,10 +28,18 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from panoseek.envs.prompts import HSTAR_VIEW, hstar_first_message, hstar_system_prompt, hstar_turn_message, task_prompt
+from panoseek.envs.prompts import (
+    HSTAR_VIEW,
+    compact_prompt,
+    hstar_first_message,
+    hstar_system_prompt,
+    hstar_turn_message,
+    task_prompt,
+)
 from panoseek.envs.protocol import HSTAR, ActionProtocol, feedback_text, format_action
 
-STRUCTURES = ("panoseek", HSTAR)
+COMPACT = "compact"
+STRUCTURES = ("panoseek", COMPACT, HSTAR)
 
 
 @dataclass
@@ -46,7 +58,7 @@ class EpisodeChat:
     instruction: str
     prompt_format: str = "free_think"
     history: int = 2
-    structure: str = "panoseek"  # or "hstar": H*'s message structure (see the module docstring)
+    structure: str = "panoseek"  # "compact" (one-line opening) or "hstar" (see the module docstring)
     turns: list[_Turn] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -56,6 +68,8 @@ class EpisodeChat:
             raise ValueError(f"structure must be one of {STRUCTURES}, got {self.structure!r}")
         if self.structure == HSTAR:
             self.prompt = hstar_system_prompt(self.kind, self.prompt_format)
+        elif self.structure == COMPACT:
+            self.prompt = compact_prompt(self.kind, self.instruction, self.prompt_format)
         else:
             self.prompt = task_prompt(self.kind, self.instruction, self.prompt_format)
 

@@ -20,6 +20,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     tiny.add_argument("--out", required=True, metavar="DIR", help="folder to write the model into")
     tiny.add_argument("--size", choices=("S", "M"), default="M", help="S: ~0.3M parameters; M: ~5M (default)")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    tiny.add_argument("--max-pixels", type=int, default=28 * 28 * 16,
+                      help="pixel budget per view of the processor (28x28 pixels a merged image token; default 16 tokens)")
     tiny.add_argument(
         "--force", action="store_true",
         help="write into a non-empty folder: overwrite the tiny model's own files, keep (never delete) the others",
@@ -39,7 +41,7 @@ def run_init_tiny(args: argparse.Namespace) -> int:
     from panoseek.agents.tiny_model import build_tiny_model
 
     try:
-        out = build_tiny_model(args.out, size=args.size, seed=args.seed, force=args.force)
+        out = build_tiny_model(args.out, size=args.size, seed=args.seed, force=args.force, max_pixels=args.max_pixels)
     except (ValueError, OSError) as error:
         print(f"panoseek model init-tiny: {error}", file=sys.stderr)
         return 2

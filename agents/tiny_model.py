@@ -218,8 +218,13 @@ def tiny_config(size: str, tokenizer):
     )
 
 
-def build_tiny_model(out_dir: str | os.PathLike, size: str = "S", seed: int = 0, force: bool = False) -> Path:
+def build_tiny_model(
+    out_dir: str | os.PathLike, size: str = "S", seed: int = 0, force: bool = False, max_pixels: int = TINY_MAX_PIXELS
+) -> Path:
     """Write a random tiny Qwen2.5-VL model, tokenizer and processor files to ``out_dir``.
+
+    ``max_pixels`` is the processor's pixel budget per view (a multiple of 28x28 pixels is
+    one merged image token): 16 tokens by default; the trained tiny searcher allows 36.
 
     ``out_dir`` must be new or empty unless ``force``; even then only the files of the
     tiny model are overwritten and nothing else there is deleted. The files are written to
@@ -228,6 +233,8 @@ def build_tiny_model(out_dir: str | os.PathLike, size: str = "S", seed: int = 0,
     """
     if size not in SIZES:
         raise ValueError(f"unknown tiny model size {size!r}; expected one of {sorted(SIZES)}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < TINY_MIN_PIXELS:
+        raise ValueError(f"max_pixels must be an integer of at least {TINY_MIN_PIXELS}, got {max_pixels!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a folder")
@@ -238,13 +245,13 @@ def build_tiny_model(out_dir: str | os.PathLike, size: str = "S", seed: int = 0,
         )
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".init-tiny-", dir=out) as staging:
-        _write_tiny_model(Path(staging), size, seed)
+        _write_tiny_model(Path(staging), size, seed, max_pixels)
         for file in sorted(Path(staging).iterdir()):
             os.replace(file, out / file.name)
     return out
 
 
-def _write_tiny_model(out: Path, size: str, seed: int) -> None:
+def _write_tiny_model(out: Path, size: str, seed: int, max_pixels: int) -> None:
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -264,7 +271,7 @@ def _write_tiny_model(out: Path, size: str, seed: int) -> None:
     # The processor files are written part by part (the files a Qwen2_5_VLProcessor
     # saves), because building that object needs torchvision for its video half, which
     # this project does not require.
-    Qwen2VLImageProcessorPil(min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS).save_pretrained(out)
+    Qwen2VLImageProcessorPil(min_pixels=TINY_MIN_PIXELS, max_pixels=max_pixels).save_pretrained(out)
     tokenizer._set_processor_class("Qwen2_5_VLProcessor")
     tokenizer.save_pretrained(out)
     (out / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2_5_VLProcessor"}, indent=2) + "\n")

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from panoseek.agents.chat import EpisodeChat
+from panoseek.agents.chat import STRUCTURES, EpisodeChat
 from panoseek.agents.registry import AgentError
 from panoseek.envs.protocol import PROMPT_FORMATS, ParsedAction, parse_action
 
@@ -258,6 +258,9 @@ class VLMAgent:
             These three are ignored when ``model`` is a loaded policy.
         history: how many recent views are sent as images (older ones become text).
         prompt_format: ``free_think``, ``no_think`` or ``grounding``.
+        chat: the chat structure (:class:`EpisodeChat`): ``panoseek``, ``compact`` (what
+            models trained by ``panoseek train recipe tiny`` learnt) or ``hstar``; by
+            default ``hstar`` under the H* protocol, else ``panoseek``.
         sample, temperature, max_new_tokens: generation (greedy unless ``sample``).
     """
 
@@ -270,12 +273,15 @@ class VLMAgent:
         max_pixels: int | None = None,
         history: int = 2,
         prompt_format: str = "free_think",
+        chat: str | None = None,
         sample: bool = False,
         temperature: float = 1.0,
         max_new_tokens: int = 256,
     ) -> None:
         if prompt_format not in PROMPT_FORMATS:
             raise VLMError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+        if chat is not None and chat not in STRUCTURES:
+            raise VLMError(f"chat must be one of {STRUCTURES}, got {chat!r}")
         if isinstance(model, VLMPolicy):
             self.policy = model
         else:
@@ -290,13 +296,14 @@ class VLMAgent:
             )
         self.history = int(history)
         self.prompt_format = prompt_format
+        self.structure = chat
         self.chat: EpisodeChat | None = None
         self.seed = 0
         self.last_action: ParsedAction | None = None  # the reply as the protocol reads it, for logs
 
     def reset(self, task_info: dict[str, Any]) -> None:
         # Under the H* protocol (``panoseek eval --preset hstar``) the chat takes H*'s structure too.
-        structure = "hstar" if task_info.get("strict") == "hstar" else "panoseek"
+        structure = self.structure or ("hstar" if task_info.get("strict") == "hstar" else "panoseek")
         self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history, structure)
         self.seed = int(task_info.get("seed", 0))
 

@@ -86,6 +86,18 @@ def task_prompt(kind: str, instruction: str, prompt_format: str = "free_think") 
     )
 
 
+def compact_prompt(kind: str, instruction: str, prompt_format: str = "free_think") -> str:
+    """A one-line opening for models trained on panoseek's own data (the ``compact`` chat).
+
+    A model trained from scratch learns the protocol from its training episodes, not from
+    a page of rules, and the full prompt is most of a row's tokens (about 1,100 of 1,400
+    at 112x63), which is most of a CPU training step. Kind and reply layout stay explicit.
+    """
+    _check(prompt_format, kind)
+    task = "Object search" if kind == HOS else "Path search"
+    return f"{task} ({prompt_format}). Instruction: {instruction}"
+
+
 def feedback_message(
     valid: bool, yaw: float, pitch: float, error: str = "", done: bool = False, *, hstar: bool = False
 ) -> str:

@@ -8,6 +8,7 @@ import sys
 
 from panoseek.envs.env import parse_view_size
 from panoseek.training.ppo_cli import add_ppo_command
+from panoseek.training.recipe_cli import add_recipe_command
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     experts.add_argument("--out", required=True, metavar="DIR", help="data folder (rerun to continue)")
     experts.add_argument("--limit", type=int, default=None, metavar="N", help="at most N episodes (default: all)")
     experts.add_argument("--prompt-format", default="free_think", choices=("free_think", "no_think", "grounding"))
+    experts.add_argument("--chat", default="panoseek", choices=("panoseek", "compact"),
+                         help="chat structure: 'compact' opens with one line instead of the rules (models trained "
+                              "from scratch); evaluate with --agent-arg chat=compact")
     experts.add_argument("--history", type=int, default=2, help="views kept as images in the chat (default 2)")
     experts.add_argument("--view-size", default="448x252", help="WIDTHxHEIGHT of the views (default 448x252)")
     experts.add_argument("--seed", type=int, default=0, help="run seed: episode seeds, the expert's scan (default 0)")
@@ -35,6 +39,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=lambda args: _print_help(train))
     train_commands = train.add_subparsers(dest="train_command", metavar="SUBCOMMAND")
     add_ppo_command(train_commands)
+    add_recipe_command(train_commands)
     sft = train_commands.add_parser("sft", help="supervised fine-tuning with TRL's SFTTrainer (resumable)")
     sft.add_argument("--model", required=True, metavar="DIR", help="local image-text-to-text model folder")
     sft.add_argument("--data", required=True, metavar="DIR", help="expert-data folder (panoseek data experts)")
@@ -47,6 +52,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sft.add_argument("--batch-size", type=int, default=4, help="rows per device per step")
     sft.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     sft.add_argument("--max-length", type=int, default=None, help="fixed batch length (default: longest row)")
+    sft.add_argument("--length-bucket", type=int, default=None,
+                     help="group rows by length and pad each batch to a multiple of this (e.g. 64) instead of "
+                          "the fixed length: fewer padded tokens when rows differ a lot")
     sft.add_argument("--no-progress", action="store_true", help="no progress bar")
     sft.set_defaults(handler=run_sft)
 
@@ -64,7 +72,7 @@ def run_experts(args: argparse.Namespace) -> int:
     try:
         suite = load_suite(args.suite)
         counts = build_expert_data(
-            suite, args.out, limit=args.limit, prompt_format=args.prompt_format, history=args.history,
+            suite, args.out, limit=args.limit, prompt_format=args.prompt_format, chat=args.chat, history=args.history,
             view_size=parse_view_size(args.view_size), seed=args.seed, progress=not args.no_progress,
         )
     except (ExpertDataError, SuiteError, ValueError, OSError) as error:
@@ -101,6 +109,7 @@ def run_sft(args: argparse.Namespace) -> int:
     options = SFTOptions(
         max_steps=args.max_steps, save_steps=args.save_steps, lr=args.lr, seed=args.seed,
         batch_size=args.batch_size, grad_accum=args.grad_accum, max_length=args.max_length,
+        length_bucket=args.length_bucket,
     )
     try:
         summary = train_sft(args.model, args.data, args.out, options, eval_dir=args.val_data,

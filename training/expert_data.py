@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
-from panoseek.agents.chat import EpisodeChat
+from panoseek.agents.chat import STRUCTURES, EpisodeChat
 from panoseek.envs.eval.records import EpisodeWriter, config_mismatch, read_episodes, read_json, write_json
 from panoseek.envs.eval.runner import make_env
 from panoseek.envs.protocol import PROMPT_FORMATS
@@ -41,7 +42,7 @@ from panoseek.training.sight import SceneSight
 DATA_FILE = "data.json"
 EPISODES_FILE = "episodes.jsonl"
 FORMAT = "panoseek-expert-sft/1"
-IDENTITY = ("format", "suite", "fingerprint", "prompt_format", "history", "view_size", "fov_deg", "max_turns", "seed")
+IDENTITY = ("format", "suite", "fingerprint", "prompt_format", "chat", "history", "view_size", "fov_deg", "max_turns", "seed")
 
 
 class ExpertDataError(ValueError):
@@ -66,10 +67,12 @@ def plan(tasks: Sequence[Task], seed: int, limit: int | None = None) -> Iterator
             return
 
 
-def conversation_rows(rollout: Rollout, prompt_format: str, history: int, image_paths: Sequence[str]) -> list[dict]:
+def conversation_rows(
+    rollout: Rollout, prompt_format: str, history: int, image_paths: Sequence[str], structure: str = "panoseek"
+) -> list[dict]:
     """One training row per turn: the inference chat at that turn plus the expert's reply."""
     info = rollout.task_info
-    chat = EpisodeChat(info["kind"], info["instruction"], prompt_format, history)
+    chat = EpisodeChat(info["kind"], info["instruction"], prompt_format, history, structure)
     rows = []
     for number, turn in enumerate(rollout.turns):
         chat.observe(turn.observation)
@@ -91,6 +94,7 @@ def build_expert_data(
     *,
     limit: int | None = None,
     prompt_format: str = "free_think",
+    chat: str = "panoseek",
     history: int = 2,
     view_size: tuple[int, int] = (448, 252),
     max_turns: int = 10,
@@ -104,13 +108,15 @@ def build_expert_data(
     """
     if prompt_format not in PROMPT_FORMATS:
         raise ExpertDataError(f"--prompt-format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+    if chat not in STRUCTURES or chat == "hstar":
+        raise ExpertDataError(f"--chat must be 'panoseek' or 'compact', got {chat!r}")
     if not isinstance(history, int) or history < 1:
         raise ExpertDataError(f"--history must be a positive number of views, got {history!r}")
     out = Path(out_dir)
     settings = EpisodeSettings(view_size=tuple(view_size), max_turns=max_turns, seed=seed)
     config = {
         "format": FORMAT, "suite": suite.name, "fingerprint": suite.fingerprint, "prompt_format": prompt_format,
-        "history": history, "view_size": list(settings.view_size), "fov_deg": settings.fov_deg,
+        "chat": chat, "history": history, "view_size": list(settings.view_size), "fov_deg": settings.fov_deg,
         "max_turns": max_turns, "seed": seed, "agent": "expert", "privileged": ["target"],
     }
     if out.exists() and not out.is_dir():
@@ -127,13 +133,20 @@ def build_expert_data(
 
     done = {record["episode_id"] for record in read_episodes(out / EPISODES_FILE)}
     specs = [spec for spec in plan(suite, seed, limit) if spec.episode_id not in done]
-    env = make_env(suite, settings)
     counts = {"episodes": len(done), "new": 0, "successes": 0, "rows": 0}
+    if not specs:
+        return counts  # finished: nothing to build
+    # The environment holds only the tasks played: building it over a lazy suite would
+    # generate every scene of it (a minute for synth:train) to check the tasks.
+    used = sorted({spec.task_index for spec in specs})
+    env = make_env([suite[index] for index in used], settings)
+    local = {index: position for position, index in enumerate(used)}
     with EpisodeWriter(out / EPISODES_FILE) as writer:
         for spec in tqdm(specs, desc="expert episodes", unit="ep", disable=not progress):
             task = suite[spec.task_index]
             agent = ExpertAgent(prompt_format, sight=SceneSight.from_task(task))
-            [rollout] = play([env], [agent], [spec], strict=True, keep_turns=True)
+            [rollout] = play([env], [agent], [replace(spec, task_index=local[spec.task_index])], strict=True,
+                             keep_turns=True)
             record = dict(rollout.record)
             record["rows"] = []
             if record["success"] and all(action["well_formed"] for action in record["actions"]):
@@ -144,7 +157,7 @@ def build_expert_data(
                     path = folder / f"{number}.png"
                     Image.fromarray(turn.observation["image"]).save(out / path)
                     paths.append(path.as_posix())
-                record["rows"] = conversation_rows(rollout, prompt_format, history, paths)
+                record["rows"] = conversation_rows(rollout, prompt_format, history, paths, chat)
             writer.write(record)
             counts["new"] += 1
             counts["successes"] += bool(record["rows"])
