@@ -203,3 +203,14 @@ def test_zoom_runs_are_recorded_counted_marked_and_never_merged_with_plain_runs(
     from panoseek.evaluate_cli import format_summary
 
     assert format_summary(summary).startswith("zoomer (zoom) on test")
+
+
+def test_check_env_passes_with_zoom_on():
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(_env(), skip_render_check=True)
+    assert [str(warning.message) for warning in caught] == []
