@@ -158,3 +158,22 @@ def test_two_sft_steps_with_codebook_train_the_filter_and_save_it_in_final(tiny_
     unchanged = all(torch.equal(parameter, base_weights[name]) for name, parameter in model_weights)
     assert unchanged is only  # --codebook-only freezes the model; --codebook trains both
     assert json.loads((run / "sft_run.json").read_text())["codebook_only"] is only
+
+
+@pytest.mark.slow
+def test_a_resumed_codebook_run_matches_the_uninterrupted_run(tiny_model_dir, data_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    from panoseek.training.sft import SFTOptions, train_sft
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == 2
+
+    options = SFTOptions(max_steps=4, save_steps=2, lr=1e-3, batch_size=1, codebook=True)
+    train_sft(tiny_model_dir, data_dir, tmp_path / "whole", options, progress=False)
+    assert not train_sft(tiny_model_dir, data_dir, tmp_path / "cut", options, progress=False,
+                         callbacks=[StopAt()])["finished"]
+    assert train_sft(tiny_model_dir, data_dir, tmp_path / "cut", options, progress=False)["finished"]
+    whole, cut = load_file(tmp_path / "whole/final" / FILTER_WEIGHTS), load_file(tmp_path / "cut/final" / FILTER_WEIGHTS)
+    assert whole.keys() == cut.keys() and all(torch.allclose(whole[k], cut[k], atol=1e-5) for k in whole)
