@@ -110,7 +110,7 @@ class PanoramaSearchEnv(gym.Env):
     submitted direction, or the current heading before a submission, misses the target
     window: 0 inside; pitch 0 for HPS), ``yaw_offset`` / ``pitch_offset`` (degrees to
     the window centres), ``target_in_view`` (whether the target's centre is inside the
-    current view).
+    current view). After a valid zoom, ``zoom``: its (yaw, pitch, fov).
 
     ## Arguments
 
@@ -198,7 +198,6 @@ class PanoramaSearchEnv(gym.Env):
         self._submitted: tuple[float, float] | None = None
         self._image: np.ndarray | None = None
         self._zooms = 0  # zooms since the last turn
-        self._zoom_view: tuple[np.ndarray, tuple[float, float, float]] | None = None  # set right after a zoom
 
     # ------------------------------------------------------------------ public state
 
@@ -243,7 +242,7 @@ class PanoramaSearchEnv(gym.Env):
         self._turn = 0
         self._done = False
         self._submitted = None
-        self._zooms, self._zoom_view = 0, None
+        self._zooms = 0
         self._image = self._render_current()
         return self._observation(), self._info(valid=True, error="", feedback="")
 
@@ -259,7 +258,7 @@ class PanoramaSearchEnv(gym.Env):
             action = check_zoom(action, allowed=self.zoom, view_fov=self.fov_deg, used=self._zooms, inside_view=inside)
         if action.kind == ZOOM:
             return self._zoom_step(action)
-        self._zooms, self._zoom_view = 0, None
+        self._zooms = 0
         self._turn += 1
         reward, terminated = 0.0, False
         if action.kind == ROTATE:
@@ -294,13 +293,10 @@ class PanoramaSearchEnv(gym.Env):
         )
         self.timings["render_s"] += time.perf_counter() - start
         zoom = (float(wrap_yaw(action.yaw)), float(action.pitch), float(action.fov))
-        self._zoom_view = (view, zoom)
         feedback = zoom_feedback(*zoom, self._yaw, self._pitch, ZOOMS_PER_TURN - self._zooms)
         info = self._info(valid=True, error="", feedback=feedback)
         info["zoom"] = zoom
-        observation = self._observation()
-        self._zoom_view = None  # the next observation is the ordinary view again
-        return observation, 0.0, False, False, info
+        return self._observation(view, zoom), 0.0, False, False, info
 
     def _zoom_inside_view(self, action: ParsedAction) -> bool:
         """Whether the zoom view's four corner rays (hence all of it) lie inside the current view."""
@@ -323,10 +319,10 @@ class PanoramaSearchEnv(gym.Env):
         self.timings["render_s"] += time.perf_counter() - start
         return view
 
-    def _observation(self) -> dict:
-        image, zoom = self._zoom_view if self._zoom_view is not None else (self._image, (0.0, 0.0, 0.0))
+    def _observation(self, zoom_view: np.ndarray | None = None, zoom: tuple = (0.0, 0.0, 0.0)) -> dict:
+        """The observation: the current view, or ``zoom_view`` right after a zoom (then ``zoom`` says which)."""
         observation = {
-            "image": image.copy(),  # callers keep observations; never hand out our buffer
+            "image": (self._image if zoom_view is None else zoom_view).copy(),  # callers keep observations
             "instruction": self.task.instruction,
             "heading": np.array([self._yaw, self._pitch], dtype=np.float32),
         }
