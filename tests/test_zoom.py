@@ -214,3 +214,21 @@ def test_check_env_passes_with_zoom_on():
         warnings.simplefilter("always")
         check_env(_env(), skip_render_check=True)
     assert [str(warning.message) for warning in caught] == []
+
+
+def test_panoseek_eval_zoom_marks_the_run_and_refuses_the_hstar_preset(tmp_path, capsys):
+    from panoseek.cli import main
+    from panoseek.envs.panorama import save_image
+
+    save_image(tmp_path / "pano.png", smooth_panorama(128))
+    items = [{"image": "pano.png", "instruction": f"Find object {i}.", "kind": "HOS", "yaw_range": [80, 100],
+              "pitch_range": [-5, 5], "levels": [0, 1, 2, 2], "id": f"task{i}"} for i in range(2)]
+    (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    command = ["eval", "--agent", "random", "--suite", f"jsonl:{tmp_path / 'tasks.jsonl'}", "--view-size", "32x18",
+               "--quiet", "--out"]
+    assert main([*command, str(tmp_path / "zoom"), "--zoom"]) == 0
+    assert "random (zoom) on jsonl:" in capsys.readouterr().out
+    run = json.loads((tmp_path / "zoom" / "run.json").read_text())
+    assert run["zoom"] is True and run["command"].endswith("--zoom")
+    assert main([*command, str(tmp_path / "hstar"), "--zoom", "--preset", "hstar"]) == 2
+    assert "--zoom is an extension of the protocol and is refused under --preset hstar" in capsys.readouterr().err
