@@ -101,7 +101,9 @@ class VisualFilter(nn.Module):
             raise VisualFilterError("the visual filter handles images only; this call has videos (pixel_values_videos)")
         if input_ids is None:
             if kwargs.get("pixel_values") is not None:
-                raise VisualFilterError("the visual filter needs input_ids with the images (it finds the image tokens there)")
+                raise VisualFilterError(
+                    "the visual filter needs input_ids with the images (it finds the image tokens there)"
+                )
             return
         config = module.config
         images = input_ids == config.image_token_id
@@ -156,7 +158,9 @@ def attach_visual_filter(model: nn.Module, visual_filter: VisualFilter | None = 
             torch.manual_seed(seed)
             visual_filter = VisualFilter(FilterConfig(hidden=hidden))
     if visual_filter.config.hidden != hidden:
-        raise VisualFilterError(f"the visual filter is {visual_filter.config.hidden} wide but the model's tokens are {hidden}")
+        raise VisualFilterError(
+            f"the visual filter is {visual_filter.config.hidden} wide but the model's tokens are {hidden}"
+        )
     device = inner.get_input_embeddings().weight.device
     model.add_module(ATTRIBUTE, visual_filter.to(device).train(model.training))  # dropout only when training
     inner.register_forward_pre_hook(visual_filter._capture_task, with_kwargs=True)

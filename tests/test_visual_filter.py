@@ -108,7 +108,8 @@ def test_a_filter_file_that_does_not_fit_the_model_is_one_clear_error(tiny_model
     config = json.loads((folder / FILTER_CONFIG).read_text())
     hidden = config["hidden"]
     (folder / FILTER_CONFIG).write_text(json.dumps({**config, "hidden": hidden * 2}))
-    with pytest.raises(VLMError, match=f"visual_filter.json: field 'hidden' is {hidden * 2} but the model's visual tokens are {hidden}"):
+    message = f"visual_filter.json: field 'hidden' is {hidden * 2} but the model's visual tokens are {hidden}"
+    with pytest.raises(VLMError, match=message):
         load_vlm(folder)
     (folder / FILTER_CONFIG).write_text(json.dumps(config))
     weights = load_file(folder / FILTER_WEIGHTS)

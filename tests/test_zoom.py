@@ -197,7 +197,8 @@ def test_zoom_runs_are_recorded_counted_marked_and_never_merged_with_plain_runs(
         assert len(record["headings"]) == 5 and [view["turn"] for view in record["zoom_views"]] == [0, 0, 1, 1, 2, 2]
     assert load_results(tmp_path / "zoom").label == "zoomer (zoom)"
     plain = _run(tmp_path / "plain", EpisodeSettings(view_size=VIEW))
-    assert plain["zoom"] is False and plain["overall"]["agent_errors"] == 0 and plain["overall"]["invalid_actions"] > 0 and load_results(tmp_path / "plain").label == "zoomer"
+    assert plain["zoom"] is False and load_results(tmp_path / "plain").label == "zoomer"
+    assert plain["overall"]["agent_errors"] == 0 and plain["overall"]["invalid_actions"] > 0  # its zooms: refused
     with pytest.raises(RecordsError, match="zoom: True != False"):
         merge_folders(tmp_path / "mixed", [tmp_path / "zoom", tmp_path / "plain"])
     from panoseek.evaluate_cli import format_summary

@@ -273,7 +273,8 @@ def train_sft(
     )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=processor,
-        data_collator=LastReplyCollator(processor, template, length), callbacks=[CurvesCallback(out), filter_checkpoints(), *callbacks],
+        data_collator=LastReplyCollator(processor, template, length),
+        callbacks=[CurvesCallback(out), filter_checkpoints(), *callbacks],
     )
     tick = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)
