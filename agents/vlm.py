@@ -160,6 +160,13 @@ def load_vlm(path: str | os.PathLike, *, dtype: str = "auto", device: str = "cpu
         model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch_dtype, local_files_only=True, **placement)
     except (OSError, ValueError, SafetensorError) as error:
         raise VLMError(f"cannot load an image-text-to-text model from {str(folder)!r}: {error}") from error
+    from panoseek.agents.visual_filter import FILTER_CONFIG, VisualFilterError, load_visual_filter
+
+    if (folder / FILTER_CONFIG).is_file():  # a codebook filter trained with the model (agents/visual_filter.py)
+        try:
+            load_visual_filter(model, folder)
+        except VisualFilterError as error:
+            raise VLMError(str(error)) from None
     if device != "auto":
         model = model.to(device)
     return model.eval(), load_processor(folder, max_pixels)

@@ -9,7 +9,7 @@ An agent is any object with two methods (duck-typed; subclassing is not needed):
   uint8, ``instruction``, ``heading`` ``[yaw, pitch]``) plus ``turn`` (0-based) and
   ``feedback`` (the feedback text after the previous action, empty on the first turn).
   It returns an H*-format reply string (parsed in the agent's ``prompt_format``) or a
-  structured action (:func:`rotate`, :func:`submit`). Anything else, or an exception,
+  structured action (:func:`rotate`, :func:`submit`, and :func:`zoom` where the run allows it). Anything else, or an exception,
   is an invalid action for that turn; the episode goes on.
 
 Optional attributes:
@@ -49,6 +49,7 @@ class TaskInfo(TypedDict, total=False):
     prompt_format: str  # the layout replies are parsed in
     strict: bool | str  # False lenient, True strict (exact layout), "hstar" the released H* parser
     seed: int  # for agents that draw random numbers, so runs are reproducible
+    zooms_per_turn: int  # only when the run allows the zoom action: how many zooms may come between turns
     target: dict[str, Any]  # privilege "target": {"yaw_range": (y0, y1), "pitch_range": (p0, p1) or None}
     exemplar: Any  # privilege "exemplar": RGB uint8 picture of the target, or None
 
@@ -81,3 +82,9 @@ def rotate(dyaw: float, dpitch: float) -> dict[str, Any]:
 def submit(yaw: float, pitch: float) -> dict[str, Any]:
     """Structured action: submit the absolute direction ``(yaw, pitch)``; ends the episode."""
     return {"submit": 1, "yaw": float(yaw), "pitch": float(pitch)}
+
+
+def zoom(yaw: float, pitch: float, fov: float) -> dict[str, Any]:
+    """Structured action: a closer view toward the absolute ``(yaw, pitch)`` with a horizontal
+    field of view of ``fov`` degrees; no turn is used (only where the run allows zooms)."""
+    return {"submit": 0, "zoom": 1, "yaw": float(yaw), "pitch": float(pitch), "fov": float(fov)}

@@ -13,9 +13,11 @@ import numpy as np
 from gymnasium import spaces
 
 from panoseek.envs import judge
-from panoseek.envs.geometry import clamp_pitch, view_position, wrap_yaw
-from panoseek.envs.prompts import feedback_message
-from panoseek.envs.protocol import ANGLE_LIMIT, ROTATE, SUBMIT, parse_structured
+from panoseek.envs.geometry import clamp_pitch, view_pixel_lonlat, view_position, wrap_yaw
+from panoseek.envs.prompts import feedback_message, zoom_feedback
+from panoseek.envs.protocol import (
+    ANGLE_LIMIT, ROTATE, SUBMIT, ZOOM, ZOOM_MIN_FOV, ZOOMS_PER_TURN, ParsedAction, check_zoom, parse_structured,
+)
 from panoseek.envs.panorama_cache import PanoramaCache
 from panoseek.envs.render import render_view
 from panoseek.envs.task import Task
@@ -49,6 +51,19 @@ class PanoramaSearchEnv(gym.Env):
     The angles are two scalar boxes rather than one ``(2,)`` box so the space stays in
     degrees without Gymnasium's advice to normalise vector action boxes to [-1, 1].
 
+    **Zoom** (``zoom=True``, an opt-in extension of the H* protocol, off by default):
+    the space gains ``zoom=Discrete(2)`` and ``fov=Box(ZOOM_MIN_FOV, fov_deg, ())``. An
+    action with ``zoom`` 1 (and ``submit`` 0) is ``zoom(yaw, pitch, fov)``: a view of
+    horizontal field of view ``fov`` (the same ``view_size``, so a closer look at full
+    resolution) rendered from the panorama toward the *absolute* direction (yaw, pitch),
+    drawn without the crosshair. It does not turn the head and does not use a turn. It
+    must lie wholly inside the current view (its four corner rays inside the current
+    view's frustum), so it shows only what the current view already shows, sharper; and
+    at most ``ZOOMS_PER_TURN`` (2) zooms may come between two turns. A zoom that breaks a
+    rule, or any zoom when ``zoom=False``, is an invalid action (it uses the turn). The
+    3-key rotate/submit actions stay valid. The rules live in
+    :func:`~panoseek.envs.protocol.check_action` and :func:`~panoseek.envs.protocol.check_zoom`.
+
     Positive dyaw turns right, positive dpitch looks up; the resulting pitch is clamped
     to [-90, 90]. An action outside this space (NaN, out of bounds, wrong type or
     shape, or a submitted pitch outside [-90, 90]) is *invalid*: it is not an
@@ -62,6 +77,9 @@ class PanoramaSearchEnv(gym.Env):
     - ``instruction``: ``Text``, the task's instruction (charset: printable ASCII plus
       every character of the tasks' instructions).
     - ``heading``: ``Box([0, -90], [360, 90], (2,), float32)``, the current (yaw, pitch).
+    - ``zoom`` (only with ``zoom=True``): ``Box([0, -90, 0], [360, 90, 180], (3,), float32)``,
+      the (yaw, pitch, fov) of a zoom view when ``image`` is one (right after a zoom),
+      all zeros when ``image`` is the ordinary view at the heading.
 
     ## Rewards
 
@@ -92,7 +110,7 @@ class PanoramaSearchEnv(gym.Env):
     submitted direction, or the current heading before a submission, misses the target
     window: 0 inside; pitch 0 for HPS), ``yaw_offset`` / ``pitch_offset`` (degrees to
     the window centres), ``target_in_view`` (whether the target's centre is inside the
-    current view).
+    current view). After a valid zoom, ``zoom``: its (yaw, pitch, fov).
 
     ## Arguments
 
@@ -103,7 +121,7 @@ class PanoramaSearchEnv(gym.Env):
     (None or ``"rgb_array"``), ``distance_reward``, ``panorama_cache`` (how many
     decoded panoramas to keep, each as a ``PreparedPanorama``: 4 bytes a pixel; panoramas
     are loaded lazily, and tasks sharing one (``Task.panorama_id``, or the same file)
-    share its copy), ``diagnostics``.
+    share its copy), ``diagnostics``, ``zoom`` (see Action Space).
 
     ``timings`` accumulates the seconds spent loading panoramas (``load_s``) and
     rendering views (``render_s``, loading included), for the evaluation records.
@@ -123,6 +141,7 @@ class PanoramaSearchEnv(gym.Env):
         distance_reward: bool = False,
         panorama_cache: int = 4,
         diagnostics: bool = False,
+        zoom: bool = False,
     ) -> None:
         self.tasks = _check_tasks(tasks)
         self.view_size = _check_view_size(view_size)
@@ -143,6 +162,11 @@ class PanoramaSearchEnv(gym.Env):
         self.distance_reward = bool(distance_reward)
         self.panorama_cache = panorama_cache
         self.diagnostics = bool(diagnostics)
+        if not isinstance(zoom, bool):
+            raise ValueError(f"zoom must be True or False, got {zoom!r}")
+        if zoom and self.fov_deg <= ZOOM_MIN_FOV:
+            raise ValueError(f"zoom needs fov_deg above the narrowest zoom, {ZOOM_MIN_FOV:g} degrees, got {fov_deg!r}")
+        self.zoom = zoom
         self.timings = {"load_s": 0.0, "render_s": 0.0}
 
         width, height = self.view_size
@@ -154,11 +178,14 @@ class PanoramaSearchEnv(gym.Env):
                 charset=frozenset(string.printable).union(*instructions),
             ),
             heading=spaces.Box(np.array([0.0, -90.0], np.float32), np.array([360.0, 90.0], np.float32), dtype=np.float32),
+            **({"zoom": spaces.Box(np.array([0.0, -90.0, 0.0], np.float32), np.array([360.0, 90.0, 180.0], np.float32),
+                                   dtype=np.float32)} if zoom else {}),
         )
         self.action_space = spaces.Dict(
             submit=spaces.Discrete(2),
             yaw=spaces.Box(-ANGLE_LIMIT, ANGLE_LIMIT, (), np.float32),
             pitch=spaces.Box(-ANGLE_LIMIT, ANGLE_LIMIT, (), np.float32),
+            **({"zoom": spaces.Discrete(2), "fov": spaces.Box(ZOOM_MIN_FOV, self.fov_deg, (), np.float32)} if zoom else {}),
         )
 
         self._panoramas = PanoramaCache(panorama_cache, self.timings)
@@ -170,6 +197,7 @@ class PanoramaSearchEnv(gym.Env):
         self._done = False
         self._submitted: tuple[float, float] | None = None
         self._image: np.ndarray | None = None
+        self._zooms = 0  # zooms since the last turn
 
     # ------------------------------------------------------------------ public state
 
@@ -214,16 +242,23 @@ class PanoramaSearchEnv(gym.Env):
         self._turn = 0
         self._done = False
         self._submitted = None
+        self._zooms = 0
         self._image = self._render_current()
         return self._observation(), self._info(valid=True, error="", feedback="")
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        """Rotate or submit (see the class docstring); an action outside the space only uses up a turn."""
+        """Rotate, submit or zoom (see the class docstring); an action outside the space only uses up a turn."""
         if self._task_index is None:
             raise RuntimeError("call reset() before step()")
         if self._done:
             raise RuntimeError("the episode is over: call reset() before step()")
         action = parse_structured(action)
+        if action.kind == ZOOM:
+            inside = self.zoom and self._zoom_inside_view(action)
+            action = check_zoom(action, allowed=self.zoom, view_fov=self.fov_deg, used=self._zooms, inside_view=inside)
+        if action.kind == ZOOM:
+            return self._zoom_step(action)
+        self._zooms = 0
         self._turn += 1
         reward, terminated = 0.0, False
         if action.kind == ROTATE:
@@ -248,6 +283,31 @@ class PanoramaSearchEnv(gym.Env):
 
     # ------------------------------------------------------------------ helpers
 
+    def _zoom_step(self, action: ParsedAction) -> tuple[dict, float, bool, bool, dict]:
+        """A valid zoom: the zoom view as the observation; heading, turn and episode unchanged."""
+        self._zooms += 1
+        start = time.perf_counter()
+        view = render_view(
+            self._panoramas.get(self.tasks, self._task_index), action.yaw, action.pitch,
+            fov_deg=action.fov, size=self.view_size
+        )
+        self.timings["render_s"] += time.perf_counter() - start
+        zoom = (float(wrap_yaw(action.yaw)), float(action.pitch), float(action.fov))
+        feedback = zoom_feedback(*zoom, self._yaw, self._pitch, ZOOMS_PER_TURN - self._zooms)
+        info = self._info(valid=True, error="", feedback=feedback)
+        info["zoom"] = zoom
+        return self._observation(view, zoom), 0.0, False, False, info
+
+    def _zoom_inside_view(self, action: ParsedAction) -> bool:
+        """Whether the zoom view's four corner rays (hence all of it) lie inside the current view."""
+        width, height = self.view_size
+        xs, ys = np.array([-0.5, width - 0.5, -0.5, width - 0.5]), np.array([-0.5, -0.5, height - 0.5, height - 0.5])
+        lons, lats = view_pixel_lonlat(xs, ys, action.yaw, action.pitch, action.fov, width, height)
+        return all(
+            view_position(float(lon), float(lat), self._yaw, self._pitch, self.fov_deg, width, height) is not None
+            for lon, lat in zip(lons, lats)
+        )
+
     def _render_current(self) -> np.ndarray:
         start = time.perf_counter()
         view = render_view(
@@ -259,12 +319,16 @@ class PanoramaSearchEnv(gym.Env):
         self.timings["render_s"] += time.perf_counter() - start
         return view
 
-    def _observation(self) -> dict:
-        return {
-            "image": self._image.copy(),  # callers keep observations; never hand out our buffer
+    def _observation(self, zoom_view: np.ndarray | None = None, zoom: tuple = (0.0, 0.0, 0.0)) -> dict:
+        """The observation: the current view, or ``zoom_view`` right after a zoom (then ``zoom`` says which)."""
+        observation = {
+            "image": (self._image if zoom_view is None else zoom_view).copy(),  # callers keep observations
             "instruction": self.task.instruction,
             "heading": np.array([self._yaw, self._pitch], dtype=np.float32),
         }
+        if self.zoom:
+            observation["zoom"] = np.array(zoom, dtype=np.float32)
+        return observation
 
     def _info(self, *, valid: bool, error: str, feedback: str) -> dict:
         task = self.task

@@ -15,7 +15,7 @@ and an invalid action told without a direction (``feedback_message(..., hstar=Tr
 
 from __future__ import annotations
 
-from panoseek.envs.protocol import PROMPT_FORMATS, feedback_text, format_action, format_reply
+from panoseek.envs.protocol import PROMPT_FORMATS, ZOOM_MIN_FOV, ZOOMS_PER_TURN, feedback_text, format_action, format_reply
 from panoseek.envs.task import HOS, HPS
 
 _GOALS = {
@@ -47,6 +47,13 @@ _ACTIONS = (
     "You have a limited number of turns; an episode that never submits fails."
 )
 
+_ZOOM_ACTION = (
+    "- zoom(yaw,pitch,fov): take a closer look without turning: a view toward the absolute direction "
+    "(yaw, pitch) with a narrower horizontal field of view of fov degrees (at least {min_fov:g}, below "
+    "the {view_fov:g} of your view), at full resolution. It must lie inside your current view. It does "
+    "not use a turn; at most {cap} zooms between two turns."
+)
+
 _LAYOUTS = {
     "free_think": "Reason briefly first, then give the action: <think>your reasoning</think><answer>action</answer>",
     "no_think": "Give only the action: <answer>action</answer>",
@@ -71,15 +78,22 @@ def _check(prompt_format: str, kind: str = HOS) -> None:
         raise ValueError(f"unknown prompt format {prompt_format!r}; expected one of {PROMPT_FORMATS}")
 
 
-def task_prompt(kind: str, instruction: str, prompt_format: str = "free_think") -> str:
-    """The opening message of an episode: task, conventions, actions, reply layout, instruction."""
+def task_prompt(kind: str, instruction: str, prompt_format: str = "free_think", *, zoom_fov: float | None = None) -> str:
+    """The opening message of an episode: task, conventions, actions, reply layout, instruction.
+
+    ``zoom_fov``: the view's FOV when the run allows zooms (the zoom action is then
+    explained); ``None`` for the plain protocol."""
     _check(prompt_format, kind)
     example = format_reply(format_action("rotate", -45, 0), prompt_format=prompt_format, **_EXAMPLE)
+    actions = _ACTIONS
+    if zoom_fov is not None:
+        zoom = _ZOOM_ACTION.format(min_fov=ZOOM_MIN_FOV, view_fov=zoom_fov, cap=ZOOMS_PER_TURN)
+        actions = actions.replace("\nYou have a limited", f"\n{zoom}\nYou have a limited")
     return "\n\n".join(
         [
             _GOALS[kind],
             _CONVENTION,
-            _ACTIONS,
+            actions,
             f"{_LAYOUTS[prompt_format]}\nFor example: {example}",
             f"Instruction: {instruction}",
         ]
@@ -112,6 +126,15 @@ def feedback_message(
     else:
         text = f"The action was not carried out ({error}); {feedback_text(yaw, pitch)}."
     return text + (" The episode is over." if done else " Decide your next action.")
+
+
+def zoom_feedback(yaw: float, pitch: float, fov: float, heading_yaw: float, heading_pitch: float, left: int) -> str:
+    """What the agent is told after a zoom: which view it now sees, that no turn was used."""
+    return (
+        f"The zoom was carried out: this view looks toward (yaw,pitch) ({round(yaw)},{round(pitch)}) with a "
+        f"field of view of {fov:g} degrees. It used no turn ({left} more zoom{'' if left == 1 else 's'} before your "
+        f"next turn); {feedback_text(heading_yaw, heading_pitch)}. Decide your next action."
+    )
 
 
 # ------------------------------------------------------------ H*-structured prompts

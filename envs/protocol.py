@@ -5,7 +5,10 @@ An agent answers each turn with text such as::
     <think>The clock should be on the wall to my left.</think><answer>rotate(-45,0)</answer>
 
 ``rotate(dyaw, dpitch)`` turns the head relative to the current direction;
-``submit(yaw, pitch)`` gives an absolute direction and ends the episode.
+``submit(yaw, pitch)`` gives an absolute direction and ends the episode. Where the run
+allows it (an opt-in extension, never under ``"hstar"``), ``zoom(yaw, pitch, fov)`` asks
+for a narrower view toward an absolute direction without turning the head or using a
+turn (see :class:`~panoseek.envs.env.PanoramaSearchEnv`).
 
 Three parsers, chosen by ``strict``:
 
@@ -47,16 +50,21 @@ from panoseek.envs.geometry import clamp_pitch, wrap_yaw
 
 ROTATE = "rotate"
 SUBMIT = "submit"
+ZOOM = "zoom"
 INVALID = "invalid"
 PROMPT_FORMATS = ("free_think", "no_think", "grounding")
 HSTAR = "hstar"  # the value of ``strict`` that selects the released H* environment's parser
 ANGLE_LIMIT = 360.0  # |angle| bound of every action (the action space's Box); larger is invalid
+ZOOM_MIN_FOV = 5.0  # degrees: the narrowest zoom; the widest is just under the view's own FOV
+ZOOMS_PER_TURN = 2  # zooms allowed between two turns; one more is an invalid action (it uses the turn)
 
 _STRICT_ACTION = re.compile(r"(rotate|submit)\(\s*([+-]?[0-9]+)\s*,\s*([+-]?[0-9]+)\s*\)", re.ASCII)
+_STRICT_ZOOM = re.compile(r"zoom\(\s*([+-]?[0-9]+)\s*,\s*([+-]?[0-9]+)\s*,\s*([+-]?[0-9]+)\s*\)", re.ASCII)
 _NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 # Matched against stripped text with any final full stop removed, so no two \s* stand
 # side by side (adjacent optional repeats backtrack quadratically on a failed match).
 _LENIENT_ACTION = re.compile(rf"(rotate|submit)\s*\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)", re.ASCII | re.IGNORECASE)
+_LENIENT_ZOOM = re.compile(rf"zoom\s*\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)", re.ASCII | re.IGNORECASE)
 _ANSWER_TAG = re.compile(r"<\s*(?:(/)\s*)?answer\s*>", re.ASCII | re.IGNORECASE)
 # H*'s layouts: a literal, whitespace, a literal; searched left to right, each from where the last ended.
 _HSTAR_THINK_ANSWER = re.compile(r"</think>\s*<answer>")
@@ -64,6 +72,8 @@ _HSTAR_GROUNDING = tuple(
     re.compile(pattern)
     for pattern in (r"<think>\s*<observation>", r"</observation>\s*<reasoning>", r"</reasoning>\s*</think>\s*<answer>")
 )
+_TURN_KEYS = ("submit", "yaw", "pitch")
+_ZOOM_KEYS = ("submit", "zoom", "yaw", "pitch", "fov")
 _HSTAR_TAGS = ("<think>", "</think>", "<answer>", "</answer>")  # H* deletes these from the answer
 
 
@@ -71,14 +81,16 @@ _HSTAR_TAGS = ("<think>", "</think>", "<answer>", "</answer>")  # H* deletes the
 class ParsedAction:
     """One parsed reply.
 
-    ``kind`` is ``"rotate"`` (``yaw``/``pitch`` relative), ``"submit"`` (absolute) or
-    ``"invalid"`` (angles 0, ``error`` says why). ``well_formed`` is True when the
-    whole reply follows the strict format of its prompt format.
+    ``kind`` is ``"rotate"`` (``yaw``/``pitch`` relative), ``"submit"`` (absolute),
+    ``"zoom"`` (absolute, with the zoom view's horizontal ``fov``) or ``"invalid"``
+    (angles 0, ``error`` says why). ``well_formed`` is True when the whole reply follows
+    the strict format of its prompt format.
     """
 
     kind: str
     yaw: float = 0.0
     pitch: float = 0.0
+    fov: float = 0.0  # zoom only
     well_formed: bool = False
     error: str = ""
 
@@ -109,7 +121,7 @@ def parse_action(text: Any, *, strict: bool | str = False, prompt_format: str = 
         return parse_hstar(text, prompt_format)
     answer, layout_error = _strict_answer(text, prompt_format)
     if answer is not None:
-        match = _STRICT_ACTION.fullmatch(answer.strip())
+        match = _STRICT_ACTION.fullmatch(answer.strip()) or _STRICT_ZOOM.fullmatch(answer.strip())
         if match:
             action = _action(match, well_formed=True)
             if action.valid or strict:
@@ -123,7 +135,7 @@ def parse_action(text: Any, *, strict: bool | str = False, prompt_format: str = 
         return invalid(tag_error)
     body = answer.strip()
     body = body[:-1].rstrip() if body.endswith(".") else body
-    match = _LENIENT_ACTION.fullmatch(body)
+    match = _LENIENT_ACTION.fullmatch(body) or _LENIENT_ZOOM.fullmatch(body)
     if not match:
         return invalid(f"answer {_preview(answer)} is not rotate(dyaw,dpitch) or submit(yaw,pitch)")
     return _action(match, well_formed=False)
@@ -172,41 +184,94 @@ def parse_hstar(text: str, prompt_format: str = "free_think") -> ParsedAction:
     return check_action(kind, float(yaw), float(max(-limit, min(limit, pitch))), well_formed=well_formed)
 
 
-def check_action(kind: str, yaw: float, pitch: float, *, well_formed: bool = True) -> ParsedAction:
-    """The one action validator: a rotate or submit with finite angles of at most
-    ``ANGLE_LIMIT`` degrees, a submitted pitch in [-90, 90]; anything else is invalid."""
-    if kind not in (ROTATE, SUBMIT):
+def check_action(
+    kind: str, yaw: float, pitch: float, *, fov: float | None = None, well_formed: bool = True
+) -> ParsedAction:
+    """The one action validator: a rotate, submit or zoom with finite angles of at most
+    ``ANGLE_LIMIT`` degrees; a submitted or zoom pitch in [-90, 90]; a zoom's ``fov`` (and
+    only a zoom's) finite in [``ZOOM_MIN_FOV``, 180). Anything else is invalid.
+
+    What depends on the episode (whether the run allows zooms, the zoom being narrower
+    than the view and inside it, the per-turn cap) the environment checks with
+    :func:`check_zoom`."""
+    if kind not in (ROTATE, SUBMIT, ZOOM):
         return invalid(f"unknown action kind {_describe(kind)}")
     for name, value in (("yaw", yaw), ("pitch", pitch)):
         if not (math.isfinite(value) and abs(value) <= ANGLE_LIMIT):
             return invalid(f"{name} {value:g} is not a finite angle in [-{ANGLE_LIMIT:g}, {ANGLE_LIMIT:g}] degrees")
     if kind == SUBMIT and not -90.0 <= pitch <= 90.0:
         return invalid(f"submitted pitch {pitch:g} is outside [-90, 90]")
-    return ParsedAction(kind, float(yaw), float(pitch), well_formed=well_formed)
+    if kind != ZOOM:
+        if fov is not None:
+            return invalid(f"a {kind} takes no fov (only zoom does), got fov {_describe(fov)}")
+        return ParsedAction(kind, float(yaw), float(pitch), well_formed=well_formed)
+    if not -90.0 <= pitch <= 90.0:
+        return invalid(f"zoom pitch {pitch:g} is outside [-90, 90]")
+    if fov is None or not (math.isfinite(fov) and ZOOM_MIN_FOV <= fov < 180.0):
+        return invalid(f"zoom fov {_describe(fov)} is not a number of degrees in [{ZOOM_MIN_FOV:g}, 180)")
+    return ParsedAction(ZOOM, float(yaw), float(pitch), float(fov), well_formed=well_formed)
+
+
+def check_zoom(action: ParsedAction, *, allowed: bool, view_fov: float, used: int, inside_view: bool) -> ParsedAction:
+    """A zoom that :func:`check_action` passed, held to the episode: the run allows zooms
+    (``allowed``), its fov is below the view's (``view_fov``), the zoom view lies inside the
+    current view (``inside_view``) and fewer than ``ZOOMS_PER_TURN`` zooms were taken since
+    the last turn (``used``). Any other action is returned unchanged."""
+    if action.kind != ZOOM:
+        return action
+    if not allowed:
+        return invalid("zoom is not enabled in this run (an opt-in extension: panoseek eval --zoom)")
+    if not action.fov < view_fov:
+        return invalid(f"zoom fov {action.fov:g} must be narrower than the view's {view_fov:g} degrees")
+    if used >= ZOOMS_PER_TURN:
+        return invalid(f"at most {ZOOMS_PER_TURN} zooms per turn; turn or submit now")
+    if not inside_view:
+        return invalid(f"zoom ({action.yaw:g},{action.pitch:g},{action.fov:g}) reaches outside the current view")
+    return action
+
+
+def check_zoom_protocol(zoom: bool, strict: bool | str) -> None:
+    """Zoom is an extension of the protocol, so the H* protocol (``strict="hstar"``) refuses it:
+    one ValueError, raised wherever the two meet (settings, the rollout loop, the text wrapper)."""
+    if zoom and strict == HSTAR:
+        raise ValueError("zoom is an extension of the protocol and is refused under the H* protocol "
+                         "(strict='hstar', --preset hstar); drop zoom or use strict=True/False")
 
 
 def parse_structured(action: Any) -> ParsedAction:
-    """A structured action ``{"submit": 0 or 1, "yaw": a, "pitch": b}`` as a parsed action.
+    """A structured action as a parsed action: ``{"submit": 0 or 1, "yaw": a, "pitch": b}``,
+    or with zoom on ``{"submit": 0 or 1, "zoom": 0 or 1, "yaw": a, "pitch": b, "fov": f}``
+    (``zoom`` 1 is ``zoom(a, b, f)`` and needs ``submit`` 0; ``zoom`` 0 ignores ``fov``).
 
     Numbers are Python or numpy scalars (or 0-d arrays); bools, strings, other shapes
     and ints too large for a float are invalid, never an exception. A structured action
     is always well-formed (there is no text layout to get wrong).
     """
-    if not isinstance(action, Mapping) or set(action) != {"submit", "yaw", "pitch"}:
-        return invalid(f"expected a dict with keys 'submit', 'yaw' and 'pitch', got {_describe(action)}")
-    submit = _scalar(action["submit"])
-    if isinstance(submit, bool) or not isinstance(submit, (int, np.integer)) or submit not in (0, 1):
-        return invalid(f"'submit' must be 0 or 1, got {_describe(action['submit'])}")
-    angles = []
-    for key in ("yaw", "pitch"):
+    if not isinstance(action, Mapping) or set(action) not in (set(_TURN_KEYS), set(_ZOOM_KEYS)):
+        return invalid(
+            f"expected a dict with keys 'submit', 'yaw' and 'pitch' (and, to zoom, 'zoom' and 'fov'), "
+            f"got {_describe(action)}"
+        )
+    flags = {}
+    for key in ("submit", "zoom") if "zoom" in action else ("submit",):
+        flag = _scalar(action[key])
+        if isinstance(flag, bool) or not isinstance(flag, (int, np.integer)) or flag not in (0, 1):
+            return invalid(f"{key!r} must be 0 or 1, got {_describe(action[key])}")
+        flags[key] = int(flag)
+    numbers = {}
+    for key in ("yaw", "pitch", "fov") if flags.get("zoom") else ("yaw", "pitch"):
         value = _scalar(action[key])
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             return invalid(f"{key!r} must be a number, got {_describe(action[key])}")
         try:
-            angles.append(float(value))
+            numbers[key] = float(value)
         except OverflowError:
             return invalid(f"{key!r} {_describe(value)} is too large for an angle")
-    return check_action(SUBMIT if submit == 1 else ROTATE, *angles, well_formed=True)
+    if flags.get("zoom"):
+        if flags["submit"]:
+            return invalid("an action cannot both zoom and submit ('zoom' 1 needs 'submit' 0)")
+        return check_action(ZOOM, numbers["yaw"], numbers["pitch"], fov=numbers["fov"], well_formed=True)
+    return check_action(SUBMIT if flags["submit"] == 1 else ROTATE, numbers["yaw"], numbers["pitch"], well_formed=True)
 
 
 def as_structured(action: ParsedAction) -> dict[str, Any]:
@@ -214,6 +279,8 @@ def as_structured(action: ParsedAction) -> dict[str, Any]:
     (outside the space), so the environment counts the turn and changes nothing."""
     if not action.valid:
         return {"submit": 0, "yaw": math.nan, "pitch": math.nan}
+    if action.kind == ZOOM:
+        return {"submit": 0, "zoom": 1, "yaw": action.yaw, "pitch": action.pitch, "fov": action.fov}
     return {"submit": int(action.kind == SUBMIT), "yaw": action.yaw, "pitch": action.pitch}
 
 
@@ -255,13 +322,16 @@ class ActionProtocol:
         return invalid(f"an action must be a string or a dict, got {type(output).__name__}")
 
 
-def format_action(kind: str, yaw: float, pitch: float) -> str:
-    """Canonical action text, e.g. ``rotate(-45,0)``: integer degrees as H* uses."""
-    if kind not in (ROTATE, SUBMIT):
-        raise ValueError(f"action kind must be {ROTATE!r} or {SUBMIT!r}, got {kind!r}")
-    if not (math.isfinite(yaw) and math.isfinite(pitch)):
-        raise ValueError(f"action angles must be finite, got ({yaw!r}, {pitch!r})")
-    return f"{kind}({round(yaw)},{round(pitch)})"
+def format_action(kind: str, yaw: float, pitch: float, fov: float | None = None) -> str:
+    """Canonical action text, e.g. ``rotate(-45,0)`` or ``zoom(30,-5,20)``: integer degrees as H* uses."""
+    if kind not in (ROTATE, SUBMIT, ZOOM):
+        raise ValueError(f"action kind must be {ROTATE!r}, {SUBMIT!r} or {ZOOM!r}, got {kind!r}")
+    if (fov is None) != (kind != ZOOM):
+        raise ValueError(f"action kind {kind!r} with fov {fov!r}: a zoom needs a fov, and only a zoom takes one")
+    angles = (yaw, pitch) if fov is None else (yaw, pitch, fov)
+    if not all(math.isfinite(angle) for angle in angles):
+        raise ValueError(f"action angles must be finite, got {angles!r}")
+    return f"{kind}({','.join(str(round(angle)) for angle in angles)})"
 
 
 def format_reply(action: str, *, think: str = "", observation: str = "", prompt_format: str = "free_think") -> str:
@@ -287,7 +357,11 @@ def feedback_text(yaw: float, pitch: float) -> str:
 
 
 def _action(match: re.Match, *, well_formed: bool) -> ParsedAction:
-    """Build the action from a matched ``name(a, b)`` (decimal literals only; huge ones give inf)."""
+    """Build the action from a matched ``name(a, b)`` or ``zoom(a, b, c)`` (decimal literals
+    only; huge ones give inf)."""
+    if match.re in (_STRICT_ZOOM, _LENIENT_ZOOM):
+        yaw, pitch, fov = (float(group) for group in match.groups())
+        return check_action(ZOOM, yaw, pitch, fov=fov, well_formed=well_formed)
     return check_action(match.group(1).lower(), float(match.group(2)), float(match.group(3)), well_formed=well_formed)
 
 

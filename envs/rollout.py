@@ -32,7 +32,9 @@ from panoseek.envs import judge
 from panoseek.envs.agent import TaskInfo, declared_privileges
 from panoseek.envs.geometry import yaw_distance
 from panoseek.envs.prompts import feedback_message
-from panoseek.envs.protocol import SUBMIT, ActionProtocol, ParsedAction, as_structured, invalid
+from panoseek.envs.protocol import (
+    SUBMIT, ZOOMS_PER_TURN, ActionProtocol, ParsedAction, as_structured, check_zoom_protocol, invalid,
+)
 from panoseek.envs.task import Task
 
 RAW_LIMIT = 2000  # characters of an agent's raw output kept in a record
@@ -49,6 +51,10 @@ class EpisodeSettings:
     seed: int = 0
     strict: bool | str = False  # text parser: False lenient, True strict (ours), "hstar" the released H* env's
     crosshair: bool | int = True  # False none, True the default size, an int the arm length in px (H*: 10)
+    zoom: bool = False  # the opt-in zoom(yaw, pitch, fov) action (PanoramaSearchEnv); refused with "hstar"
+
+    def __post_init__(self) -> None:
+        check_zoom_protocol(self.zoom, self.strict)
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,7 @@ def task_info(env: Any, spec: EpisodeSpec, protocol: ActionProtocol) -> TaskInfo
         prompt_format=protocol.prompt_format,
         strict=protocol.strict,
         seed=spec.seed,
+        **({"zooms_per_turn": ZOOMS_PER_TURN} if getattr(env, "zoom", False) else {}),
     )
 
 
@@ -177,6 +184,12 @@ def play(
     ``act`` (or ``act_batch``) call: a late agent gets :class:`AgentTimeout` raised in
     its code, the turn is invalid, and the episode ends there, failed, since an agent
     interrupted mid-thought cannot be trusted to go on.
+
+    Environments made with ``zoom=True`` allow the zoom action (refused with
+    ``strict="hstar"``): a valid zoom is one more call of the agent within the same turn
+    (its observation is the zoom view, ``turn`` unchanged), kept as a :class:`Turn` but
+    recorded apart from the turns' actions: the record's ``zooms`` counts them and
+    ``zoom_views`` lists ``{"turn", "yaw", "pitch", "fov"}`` for each.
     """
     if not (len(envs) == len(agents) == len(specs)):
         raise ValueError(f"play needs one env and one agent per episode, got {len(envs)}, {len(agents)}, {len(specs)}")
@@ -184,6 +197,8 @@ def play(
         raise ValueError(f"turn_timeout must be a positive number of seconds or None, got {turn_timeout!r}")
     if turn_timeout is not None and threading.current_thread() is not threading.main_thread():
         raise ValueError("turn_timeout needs the main thread (it uses SIGALRM); play without it in other threads")
+    for env in envs:
+        check_zoom_protocol(getattr(env, "zoom", False), strict)
     episodes = [_Episode(env, agent, spec, strict, exemplar, keep_turns) for env, agent, spec in zip(envs, agents, specs)]
     active = [episode for episode in episodes if not episode.done]
     while active:
@@ -287,6 +302,8 @@ class _Episode:
             "actions": [],
             "headings": [[float(a) for a in self.info["heading"]]],
         }
+        if getattr(env, "zoom", False):
+            self.record.update(zooms=0, zoom_views=[])
         try:
             self.protocol = agent_protocol(agent, strict)
             self.privileges = declared_privileges(agent)
@@ -327,6 +344,13 @@ class _Episode:
         self.env_s += time.perf_counter() - tick
         self.observation, self.info = observation, info
         self.reward += reward
+        if info.get("zoom") is not None:  # a zoom: same turn, recorded apart from the turns' actions
+            self.record["zooms"] += 1
+            self.record["zoom_views"].append(dict(zip(("turn", "yaw", "pitch", "fov"), (self.turn, *info["zoom"]))))
+            if self.keep_turns:
+                self.turns.append(Turn(shown, output, action, reward, info))
+            self.feedback = info["feedback"]
+            return
         heading = [float(a) for a in info["heading"]]
         self.record["actions"].append({
             "turn": self.turn,

@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from panoseek.envs.agent import rotate, submit
-from panoseek.envs.protocol import ActionProtocol, feedback_text, format_action
+from panoseek.envs.protocol import ActionProtocol, check_zoom_protocol, feedback_text, format_action
 from panoseek.envs.prompts import hstar_first_message, hstar_system_prompt, hstar_turn_message, task_prompt
 from panoseek.envs.rollout import take_turn
 from panoseek.envs.task import Task
@@ -60,13 +60,15 @@ class TextActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def __init__(self, env: gym.Env, *, strict: bool | str = False, prompt_format: str = "free_think") -> None:
         protocol = ActionProtocol(prompt_format=prompt_format, strict=strict)
+        check_zoom_protocol(env.get_wrapper_attr("zoom"), protocol.strict)
         gym.utils.RecordConstructorArgs.__init__(self, strict=strict, prompt_format=prompt_format)
         gym.Wrapper.__init__(self, env)
         self.protocol = protocol
         self.strict = protocol.strict
         self.prompt_format = protocol.prompt_format
         tasks = env.get_wrapper_attr("tasks")
-        longest = max(len(opening_prompt(task, 359.0, -90.0, protocol)) for task in tasks)
+        self.zoom_fov = env.get_wrapper_attr("fov_deg") if env.get_wrapper_attr("zoom") else None
+        longest = max(len(opening_prompt(task, 359.0, -90.0, protocol, zoom_fov=self.zoom_fov)) for task in tasks)
         if protocol.hstar:
             turn = max(
                 len(hstar_turn_message(task.instruction, prompt_format, "submit(-360,-90)", "", False)) for task in tasks
@@ -86,7 +88,7 @@ class TextActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         obs, info = self.env.reset(seed=seed, options=options)
         task, (yaw, pitch) = self.env.get_wrapper_attr("task"), self.env.get_wrapper_attr("heading")
-        return {**obs, "prompt": opening_prompt(task, yaw, pitch, self.protocol)}, info
+        return {**obs, "prompt": opening_prompt(task, yaw, pitch, self.protocol, zoom_fov=self.zoom_fov)}, info
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info, parsed = take_turn(self.env, action, self.protocol)
@@ -98,14 +100,15 @@ class TextActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return {**obs, "prompt": prompt}, reward, terminated, truncated, info
 
 
-def opening_prompt(task: Task, yaw: float, pitch: float, protocol: ActionProtocol) -> str:
+def opening_prompt(task: Task, yaw: float, pitch: float, protocol: ActionProtocol, *, zoom_fov: float | None = None) -> str:
     """The task prompt plus the start direction (H* leaves the agent to guess it until the
     first feedback, so an immediate submission could not be aimed); with the ``"hstar"``
-    parser, H*'s system prompt and first message, which do not give the start direction."""
+    parser, H*'s system prompt and first message, which do not give the start direction.
+    ``zoom_fov``: the view's FOV when the run allows zooms (the prompt then explains them)."""
     if protocol.hstar:
         system = hstar_system_prompt(task.kind, protocol.prompt_format)
         return f"{system}\n\n{hstar_first_message(task.instruction, protocol.prompt_format)}"
-    prompt = task_prompt(task.kind, task.instruction, protocol.prompt_format)
+    prompt = task_prompt(task.kind, task.instruction, protocol.prompt_format, zoom_fov=zoom_fov)
     return f"{prompt}\nAt the start, {feedback_text(yaw, pitch)}."
 
 

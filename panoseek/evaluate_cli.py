@@ -32,7 +32,10 @@ PRESETS = {"hstar": {"view_size": (1920, 1080), "crosshair": HSTAR_CROSSHAIR_ARM
 
 def episode_settings(args: argparse.Namespace) -> EpisodeSettings:
     """The run's settings from the flags, or the preset's (which flags may not change)."""
-    settings = EpisodeSettings(view_size=args.view_size, max_turns=args.max_turns, seed=args.seed, strict=args.strict)
+    if args.zoom and args.preset == "hstar":
+        raise ValueError("--zoom is an extension of the protocol and is refused under --preset hstar; drop one of them")
+    settings = EpisodeSettings(view_size=args.view_size, max_turns=args.max_turns, seed=args.seed, strict=args.strict,
+                               zoom=args.zoom)
     if args.preset is None:
         return settings
     default = EpisodeSettings()
@@ -117,7 +120,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         return f"{100 * stats['success']:.1f}% ± {100 * stats['stderr']:.1f} (n={stats['episodes']})"
 
     privileged = f" (privileged: {', '.join(summary['privileged'])})" if summary.get("privileged") else ""
-    lines = [f"{summary['agent']}{privileged} on {summary['suite']} [{summary['fingerprint']}]: {cell(summary['overall'])}"]
+    zoom = " (zoom)" if summary.get("zoom") else ""
+    lines = [f"{summary['agent']}{zoom}{privileged} on {summary['suite']} [{summary['fingerprint']}]: {cell(summary['overall'])}"]
     for kind, stats in summary["kinds"].items():
         levels = ", ".join(f"{name} {cell(level)}" for name, level in stats["levels"].items())
         lines.append(f"  {kind}: {cell(stats)}; {levels}")
@@ -144,6 +148,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--agent-arg", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
     if args.strict:
         parts.append("--strict")
+    if args.zoom:
+        parts.append("--zoom")
     if args.turn_timeout != DEFAULT_TURN_TIMEOUT:
         parts += ["--turn-timeout", "0" if args.turn_timeout is None else f"{args.turn_timeout:g}"]
     if args.preset:
@@ -231,6 +237,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         help="size of the views (default 448x252; H* uses 1920x1080)")
     parser.add_argument("--max-turns", type=_positive, default=10, help="turns per episode (default 10, as H*)")
     parser.add_argument("--strict", action="store_true", help="parse text actions strictly (exact tags and integers; --preset hstar gives H*'s own parser)")
+    parser.add_argument("--zoom", action="store_true",
+                        help="allow the zoom(yaw,pitch,fov) action (an extension of the protocol: a narrower view "
+                        "inside the current one, no turn used, at most 2 per turn); marked (zoom) in results; "
+                        "refused with --preset hstar")
     parser.add_argument("--turn-timeout", type=_seconds, default=DEFAULT_TURN_TIMEOUT, metavar="SECONDS",
                         help=f"longest an agent may take for one turn (default {DEFAULT_TURN_TIMEOUT:g}; 0: no limit); "
                         "a late turn is invalid and ends its episode, recorded as a timeout")

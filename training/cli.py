@@ -55,6 +55,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sft.add_argument("--length-bucket", type=int, default=None,
                      help="group rows by length and pad each batch to a multiple of this (e.g. 64) instead of "
                           "the fixed length: fewer padded tokens when rows differ a lot")
+    sft.add_argument("--codebook", action="store_true",
+                     help="also train the task-conditioned codebook selective filter between the vision merger and "
+                     "the language model (zero gate at the start; saved in final/)")
+    sft.add_argument("--codebook-only", action="store_true",
+                     help="train only the codebook filter, the model frozen (implies --codebook)")
     sft.add_argument("--no-progress", action="store_true", help="no progress bar")
     sft.set_defaults(handler=run_sft)
 
@@ -110,6 +115,7 @@ def run_sft(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, save_steps=args.save_steps, lr=args.lr, seed=args.seed,
         batch_size=args.batch_size, grad_accum=args.grad_accum, max_length=args.max_length,
         length_bucket=args.length_bucket,
+        codebook=args.codebook or args.codebook_only, codebook_only=args.codebook_only,
     )
     try:
         summary = train_sft(args.model, args.data, args.out, options, eval_dir=args.val_data,

@@ -13,6 +13,14 @@ at the end ``final/`` (a model folder ``panoseek eval --agent vlm --model`` load
 ``sft_summary.json``. A rerun of the same command resumes from the latest checkpoint
 (after Ctrl-C or kill -9); a folder holding another run is refused and left untouched.
 
+``codebook=True`` (``--codebook``) trains the task-conditioned codebook selective filter
+between the vision merger and the language model (:mod:`panoseek.agents.visual_filter`)
+with the model; ``codebook_only=True`` (``--codebook-only``) trains only the filter, the
+model frozen. The filter starts at a zero gate (the base model exactly), is created from
+the run seed, and is saved as ``visual_filter.*`` in every checkpoint and in ``final/``,
+where ``load_vlm`` (the ``vlm`` agent) finds it. A base model folder that already holds a
+filter keeps and trains it.
+
 CPU runs use fp32 without gradient checkpointing; GPUs use bf16 (where supported) with
 checkpointing. Batches have one fixed length (the longest row, rounded up), which keeps
 CPU steps fast and GPU memory flat. Multi-GPU: ``accelerate launch -m panoseek train sft
@@ -37,6 +45,7 @@ RUN_FILE = "sft_run.json"
 SUMMARY_FILE = "sft_summary.json"
 FINAL_DIR = "final"
 LENGTH_MULTIPLE = 16  # the fixed batch length is the longest row rounded up to this
+_ADDED_OPTIONS = {"length_bucket": None, "codebook": False, "codebook_only": False}  # options added after runs existed: their value then
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
 
 
@@ -57,8 +66,12 @@ class SFTOptions:
     max_length: int | None = None  # fixed batch length; None: the longest row rounded up
     length_bucket: int | None = None  # pad each batch to a multiple of this instead (rows grouped by length)
     eval_steps: int | None = None  # None: at every checkpoint (with eval data)
+    codebook: bool = False  # train the codebook selective filter (agents/visual_filter.py) with the model
+    codebook_only: bool = False  # train only the filter; the model stays frozen (implies codebook)
 
     def check(self) -> None:
+        if self.codebook_only and not self.codebook:
+            raise SFTError("--codebook-only trains the codebook filter alone: give --codebook with it")
         for name in ("max_steps", "save_steps", "batch_size", "grad_accum", "length_bucket"):
             value = getattr(self, name)
             if value is None and name == "length_bucket":
@@ -133,7 +146,8 @@ def check_out_dir(out: Path, config: dict[str, Any]) -> None:
     if out.exists() and not out.is_dir():
         raise SFTError(f"--out {str(out)!r} exists and is not a folder")
     if (out / RUN_FILE).exists():
-        mismatch = config_mismatch(read_json(out / RUN_FILE), config, config.keys())
+        # Runs from before the codebook options ran without the filter.
+        mismatch = config_mismatch({**_ADDED_OPTIONS, **read_json(out / RUN_FILE)}, config, config.keys())
         if mismatch:
             raise SFTError(f"--out {str(out)!r} holds another training run ({'; '.join(mismatch)}); "
                            "give a new folder (nothing there was changed)")
@@ -155,6 +169,43 @@ def resumed_weights(checkpoint: str):
     from transformers import AutoModelForImageTextToText
 
     return AutoModelForImageTextToText.from_pretrained(checkpoint, dtype="float32", local_files_only=True)
+
+
+def with_filter(model: Any, options: SFTOptions, checkpoint: str | None) -> Any:
+    """The model with its codebook filter: a resumed checkpoint's, the base folder's (``load_vlm``
+    attached it), or a new one (gate zero, from the run seed); only the filter trainable with
+    ``codebook_only``."""
+    from panoseek.agents.visual_filter import (
+        FILTER_CONFIG, VisualFilterError, attach_visual_filter, load_visual_filter, visual_filter_of,
+    )
+
+    try:
+        if checkpoint is not None and (Path(checkpoint) / FILTER_CONFIG).is_file():
+            load_visual_filter(model, checkpoint)
+        elif options.codebook and visual_filter_of(model) is None:
+            attach_visual_filter(model, seed=options.seed)
+    except VisualFilterError as error:
+        raise SFTError(str(error)) from None
+    if options.codebook_only:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.startswith("visual_filter."))
+    return model
+
+
+def filter_checkpoints() -> Any:
+    """A Trainer callback that writes the model's codebook filter into each checkpoint folder
+    (``save_pretrained`` leaves it out of the weights file). Built here so that importing this
+    module stays free of transformers."""
+    from transformers import TrainerCallback
+
+    from panoseek.agents.visual_filter import save_visual_filter, visual_filter_of
+
+    class FilterCheckpoints(TrainerCallback):
+        def on_save(self, args, state, control, model=None, **kwargs):
+            if model is not None and visual_filter_of(model) is not None and state.is_world_process_zero:
+                save_visual_filter(model, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    return FilterCheckpoints()
 
 
 def _copy_processor_files(model_dir: Path, final: Path) -> None:
@@ -221,6 +272,7 @@ def train_sft(
     last = get_last_checkpoint(str(out))
     if last is not None:
         model = resumed_weights(last)
+    model = with_filter(model, options, last)
     cpu = not torch.cuda.is_available()
     args = SFTConfig(
         output_dir=str(out), max_steps=options.max_steps, save_steps=options.save_steps, save_strategy="steps",
@@ -234,7 +286,8 @@ def train_sft(
     )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=processor,
-        data_collator=LastReplyCollator(processor, template, length, pad_to), callbacks=[CurvesCallback(out), *callbacks],
+        data_collator=LastReplyCollator(processor, template, length, pad_to),
+        callbacks=[CurvesCallback(out), filter_checkpoints(), *callbacks],
     )
     tick = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)
@@ -251,6 +304,10 @@ def train_sft(
         return summary
     final = out / FINAL_DIR
     trainer.save_model(str(final))
+    from panoseek.agents.visual_filter import save_visual_filter, visual_filter_of
+
+    if visual_filter_of(trainer.model) is not None:
+        save_visual_filter(trainer.model, final)
     _copy_processor_files(model_dir, final)
     plot_curves(state.log_history, out)
     (final / "panoseek_sft.json").write_text(json.dumps(

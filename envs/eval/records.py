@@ -34,8 +34,10 @@ SUMMARY_FILE = "summary.json"
 # only when they agree (workers, progress bars and timings do not change results).
 IDENTITY_KEYS = (
     "suite", "fingerprint", "agent", "agent_args", "model", "seed",
-    "view_size", "fov_deg", "max_turns", "limit", "strict", "crosshair",
+    "view_size", "fov_deg", "max_turns", "limit", "strict", "crosshair", "zoom",
 )
+# Identity keys added after results folders existed, with the value such a folder ran with.
+IDENTITY_DEFAULTS = {"zoom": False}
 
 
 class RecordsError(ValueError):
@@ -154,7 +156,7 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
 def config_mismatch(old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterable[str] = IDENTITY_KEYS) -> list[str]:
     """The identity keys on which two run configs differ, as ``key: old != new`` lines."""
     # Round-trip through JSON so tuples and lists compare alike.
-    old, new = json.loads(json.dumps(dict(old))), json.loads(json.dumps(dict(new)))
+    old, new = ({**IDENTITY_DEFAULTS, **json.loads(json.dumps(dict(run)))} for run in (old, new))
     return [f"{key}: {old.get(key)!r} != {new.get(key)!r}" for key in keys if old.get(key) != new.get(key)]
 
 
@@ -167,7 +169,9 @@ def summarize(records: Sequence[Mapping[str, Any]], run: Mapping[str, Any], expe
     Each group's statistics are :func:`~panoseek.envs.eval.stats.group_stats`. Levels
     are keyed by name in H* order (HOS Easy/Medium/Hard, HPS Easy/Medium/Hard/Extreme,
     then Unlabelled). ``complete`` says whether every expected episode ran;
-    ``privileged`` lists the privileged data any agent was given (empty for search).
+    ``privileged`` lists the privileged data any agent was given (empty for search);
+    ``zoom`` says whether the agent could zoom (the opt-in extension of the protocol: such
+    numbers are not H*-protocol numbers).
     """
     kinds: dict[str, Any] = {}
     for kind in KINDS:
@@ -186,6 +190,7 @@ def summarize(records: Sequence[Mapping[str, Any]], run: Mapping[str, Any], expe
         "seed": run.get("seed"),
         "view_size": run.get("view_size"),
         "max_turns": run.get("max_turns"),
+        "zoom": bool(run.get("zoom", False)),
         "complete": expected is None or len(records) == expected,
         "privileged": privileges_used(records),
         "expected_episodes": expected,

@@ -55,9 +55,11 @@ class Results:
 
     @property
     def label(self) -> str:
-        """The agent's name, marked when its agent was given privileged data."""
+        """The agent's name, marked "(zoom)" when it could zoom (an extension of the protocol)
+        and "(privileged: ...)" when it was given privileged data."""
         used = privileges_used(self.episodes)
-        return f"{self.agent} (privileged: {', '.join(used)})" if used else self.agent
+        name = f"{self.agent} (zoom)" if self.run.get("zoom") else self.agent
+        return f"{name} (privileged: {', '.join(used)})" if used else name
 
 
 def load_results(directory: str | os.PathLike) -> Results:

@@ -131,7 +131,7 @@ def make_env(tasks: Sequence[Task], settings: EpisodeSettings) -> PanoramaSearch
     """The environment the runner plays episodes in (with the diagnostics records need)."""
     return PanoramaSearchEnv(
         tasks, view_size=settings.view_size, fov_deg=settings.fov_deg, max_turns=settings.max_turns,
-        crosshair=settings.crosshair, diagnostics=True, panorama_cache=BUNDLE_PANORAMAS,
+        crosshair=settings.crosshair, diagnostics=True, panorama_cache=BUNDLE_PANORAMAS, zoom=settings.zoom,
     )
 
 
