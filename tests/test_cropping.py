@@ -168,7 +168,7 @@ def eager_maps(model, inputs, layer):
     return weights[:, :, -1].mean(1).detach(), (weights * grad.clamp(min=0))[:, :, -1].mean(1).detach()
 
 
-@pytest.mark.parametrize("layer", [0, 1])
+@pytest.mark.parametrize("layer", [pytest.param(0, marks=pytest.mark.slow), 1])
 def test_kernel_maps_equal_eager_attention(policy, layer):
     policy.crop_settings("rel-att", layer)
     rng = np.random.default_rng(layer)
@@ -184,7 +184,11 @@ def test_kernel_maps_equal_eager_attention(policy, layer):
     assert all(p.grad is None for p in policy.model.parameters())  # no weight gradients were made
 
 
-@pytest.mark.parametrize("method, images", [("rel-att", 2), ("grad-att", 2), ("funnel", 1 + cropping.FUNNEL_LEVELS)])
+@pytest.mark.parametrize("method, images", [
+    ("rel-att", 2),
+    pytest.param("grad-att", 2, marks=pytest.mark.slow),
+    pytest.param("funnel", 1 + cropping.FUNNEL_LEVELS, marks=pytest.mark.slow),
+])
 def test_crop_turn_on_the_tiny_model(policy, method, images):
     agents = [VLMAgent(policy, crop=method, crop_layer=1) for _ in range(2)]
     rng = np.random.default_rng(3)
@@ -242,3 +246,22 @@ def test_chat_carries_crops_after_their_view():
     chat.reply("x")
     with pytest.raises(RuntimeError, match="add_crops"):
         chat.add_crops([crop])
+
+
+def test_per_head_maps_average_to_the_mean_map():
+    from panoseek.kernels import attention_with_map
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, heads, 11, 8, generator=gen) for heads in (4, 2, 2))
+    _, per_head = attention_with_map(q, k, v, map_rows=[-1, 3], reduce="none")
+    _, mean = attention_with_map(q, k, v, map_rows=[-1, 3], reduce="mean")
+    assert per_head.shape == (2, 4, 2, 11)
+    torch.testing.assert_close(per_head.mean(1), mean, atol=1e-6, rtol=0)
+
+
+def test_eval_style_crop_arguments(tiny_model_dir):
+    from panoseek.agents.registry import make_agent
+
+    agent = make_agent("vlm", model=str(tiny_model_dir), crop="grad-att", crop_layer="0.5", dtype="float32",
+                       max_new_tokens=2)
+    assert agent.crop == cropping.CropSettings("grad-att", 1)
