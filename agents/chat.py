@@ -14,6 +14,9 @@ for any image-text-to-text model.
 layout, instruction) instead of the page of rules: for models trained on panoseek's own
 episodes, which learn the protocol from them (docs/training.md).
 
+A turn may also carry crops of its view (attention-guided cropping, :meth:`EpisodeChat.add_crops`):
+they are sent as further images right after the view, whenever the view is sent.
+
 ``structure="hstar"`` builds the conversation the way the released H* environment does
 (:mod:`panoseek.envs.prompts`): a system prompt with a worked episode, then every user
 message names the action read from the last reply, the feedback, the new view, the
@@ -48,6 +51,7 @@ class _Turn:
     text: str
     heading: tuple[float, float]
     reply: str | None = None
+    crops: list[Image.Image] = field(default_factory=list)  # closer looks at the view, sent after it
 
 
 @dataclass
@@ -84,6 +88,12 @@ class EpisodeChat:
         feedback = str(observation.get("feedback") or "").strip() or f"{feedback_text(yaw, pitch)}."
         self.turns.append(_Turn(Image.fromarray(image.copy()), feedback, (yaw, pitch)))
 
+    def add_crops(self, crops: list[Image.Image]) -> None:
+        """Attach crops of the last observed view (before the model replies to it)."""
+        if not self.turns or self.turns[-1].reply is not None:
+            raise RuntimeError("add_crops() without a pending observation")
+        self.turns[-1].crops.extend(crops)
+
     def reply(self, text: str) -> None:
         """Record the model's reply to the last observation."""
         if not self.turns or self.turns[-1].reply is not None:
@@ -106,8 +116,8 @@ class EpisodeChat:
             if index == 0:
                 content.append({"type": "text", "text": self.prompt + "\n\n"})
             if index in shown:
-                content.append({"type": "image"})
-                images.append(turn.image)
+                content += [{"type": "image"} for _ in range(1 + len(turn.crops))]
+                images += [turn.image, *turn.crops]
             else:
                 content.append({"type": "text", "text": f"[earlier view, where {feedback_text(*turn.heading)}]\n"})
             content.append({"type": "text", "text": turn.text})
@@ -131,11 +141,11 @@ class EpisodeChat:
                 text = hstar_turn_message(self.instruction, self.prompt_format, read, turn.text, done=False)
             before, after = text.split(HSTAR_VIEW, 1)
             if index in shown:
-                view: dict[str, Any] = {"type": "image"}
-                images.append(turn.image)
+                view: list[dict[str, Any]] = [{"type": "image"} for _ in range(1 + len(turn.crops))]
+                images += [turn.image, *turn.crops]
             else:
-                view = {"type": "text", "text": f"[earlier view, where {feedback_text(*turn.heading)}]"}
-            messages.append({"role": "user", "content": [{"type": "text", "text": before}, view, {"type": "text", "text": after}]})
+                view = [{"type": "text", "text": f"[earlier view, where {feedback_text(*turn.heading)}]"}]
+            messages.append({"role": "user", "content": [{"type": "text", "text": before}, *view, {"type": "text", "text": after}]})
             if turn.reply is not None:
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.reply}]})
         return messages, images

@@ -7,6 +7,10 @@ one-episode agent of :mod:`panoseek.agents.base`, registered as ``vlm``::
 
     panoseek eval --agent vlm --model /models/Qwen2.5-VL-3B-Instruct --suite synth:test
 
+With ``crop`` (``--agent-arg crop=rel-att``) each turn first looks where the model attends
+in the current view (:mod:`panoseek.agents.cropping`) and sends a crop of that place as
+a further image of the same turn (:meth:`VLMPolicy.crop_views`).
+
 The reply text is returned to the environment as it is: the environment's protocol
 parser judges it, so an unparseable reply is an invalid action, never a crash.
 """
@@ -19,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from panoseek.agents import cropping
 from panoseek.agents.chat import STRUCTURES, EpisodeChat
 from panoseek.agents.registry import AgentError
 from panoseek.envs.protocol import PROMPT_FORMATS, ParsedAction, parse_action
@@ -217,6 +222,72 @@ class VLMPolicy:
         inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
         return inputs.to(self.model.device)
 
+    def crop_settings(self, crop: str, layer: int | float | str | None = None) -> cropping.CropSettings | None:
+        """Check that this model can crop and switch its decoder to ``panoseek_map`` attention.
+
+        That attention is SDPA except inside an active ``AttentionMaps``, so replies without
+        cropping stay as they were (under SDPA). Returns None for ``crop="none"``, which
+        leaves the model untouched.
+        """
+        if crop not in cropping.CROP_METHODS:
+            raise VLMError(f"crop must be one of {cropping.CROP_METHODS}, got {crop!r}")
+        if crop == "none":
+            return None
+        import panoseek.kernels.hf_attention  # noqa: F401  (registers "panoseek_map")
+
+        model, name = self.model, type(self.model).__name__
+        config = getattr(model, "config", None)
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else None
+        can_set = getattr(model, "_can_set_attn_implementation", lambda: True)
+        if not hasattr(model, "set_attn_implementation") or text_config is None or not can_set():
+            raise VLMError(f"crop={crop!r} needs a transformers model whose attention can be swapped "
+                           f"(set_attn_implementation); {name} cannot")
+        needed = ("vision_start_token_id", "vision_end_token_id", "vision_config")
+        if any(getattr(config, field, None) is None for field in needed):
+            raise VLMError(f"crop={crop!r} needs a Qwen2-VL-style model (config {', '.join(needed)}); {name} has not")
+        try:
+            settings = cropping.CropSettings(crop, cropping.resolve_layer(layer, int(text_config.num_hidden_layers)))
+        except ValueError as error:
+            raise VLMError(str(error)) from None
+        try:
+            model.set_attn_implementation({"text_config": "panoseek_map"})
+        except (ValueError, ImportError, KeyError) as error:
+            raise VLMError(f"crop={crop!r}: {name} cannot run panoseek_map attention ({error})") from None
+        if text_config._attn_implementation != "panoseek_map":
+            raise VLMError(f"crop={crop!r}: {name} did not take panoseek_map attention (it runs "
+                           f"{text_config._attn_implementation!r}); its attention interface cannot be swapped")
+        return settings
+
+    def crop_views(self, chats: Sequence[EpisodeChat], crop: cropping.CropSettings) -> list[list[cropping.Box]]:
+        """Prefill -> map -> crop for each chat's current view (one batched forward, two for the
+        relative maps): attaches the crops to the chats and returns their boxes."""
+        inputs = self.inputs(chats)
+        maps = cropping.view_maps(
+            cropping.last_token_maps(self.model, inputs, crop.layer, gradient=crop.method == "grad-att"),
+            inputs, self.model.config,
+        )
+        views = [chat.turns[-1].image for chat in chats]
+        if crop.method in ("rel-att", "funnel"):
+            generic = self._generic_inputs(views)
+            generic_maps = cropping.view_maps(cropping.last_token_maps(self.model, generic, crop.layer), generic, self.model.config)
+            maps = [cropping.relative_map(q, g) for q, g in zip(maps, generic_maps)]
+        all_boxes = []
+        for chat, view, att in zip(chats, views, maps):
+            if crop.method == "funnel":
+                boxes = cropping.funnel_boxes(att, view.size)
+            else:
+                boxes = [cropping.crop_box(att, view.size)]
+            chat.add_crops(cropping.crop_images(view, boxes))
+            all_boxes.append(boxes)
+        return all_boxes
+
+    def _generic_inputs(self, views: Sequence[Any]):
+        """One-turn chats asking :data:`~panoseek.agents.cropping.GENERIC_PROMPT` about each view."""
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": cropping.GENERIC_PROMPT}]}]
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(text=[text] * len(views), images=list(views), padding=True, return_tensors="pt")
+        return inputs.to(self.model.device)
+
     def generate(self, chats: Sequence[EpisodeChat], seed: int | None = None) -> list[str]:
         """One reply per chat, from a single batched ``generate`` call."""
         import torch
@@ -269,6 +340,10 @@ class VLMAgent:
             models trained by ``panoseek train recipe tiny`` learnt) or ``hstar``; by
             default ``hstar`` under the H* protocol, else ``panoseek``.
         sample, temperature, max_new_tokens: generation (greedy unless ``sample``).
+        crop: ``none`` (default), ``rel-att``, ``grad-att`` or ``funnel``: attention-guided
+            crops of each view, sent with it (:mod:`panoseek.agents.cropping`).
+        crop_layer: the decoder layer whose attention is read: an index, or a fraction of
+            the depth in (0, 1); default 0.6 of the depth (ViCrop's 22 of 36 layers).
     """
 
     def __init__(
@@ -284,6 +359,8 @@ class VLMAgent:
         sample: bool = False,
         temperature: float = 1.0,
         max_new_tokens: int = 256,
+        crop: str = "none",
+        crop_layer: int | float | str | None = None,
     ) -> None:
         if prompt_format not in PROMPT_FORMATS:
             raise VLMError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
@@ -301,10 +378,12 @@ class VLMAgent:
                 temperature=float(temperature),
                 max_new_tokens=int(max_new_tokens),
             )
+        self.crop = self.policy.crop_settings(crop, crop_layer)
         self.history = int(history)
         self.prompt_format = prompt_format
         self.structure = chat
         self.chat: EpisodeChat | None = None
+        self.last_boxes: list[cropping.Box] = []  # the last turn's crop boxes (view pixels), for logs
         self.seed = 0
         self.last_action: ParsedAction | None = None  # the reply as the protocol reads it, for logs
 
@@ -319,21 +398,26 @@ class VLMAgent:
 
     @staticmethod
     def act_batch(agents: Sequence["VLMAgent"], observations: Sequence[dict[str, Any]]) -> list[str]:
-        """One reply per agent; agents sharing a policy are answered by one ``generate`` call.
+        """One reply per agent; agents sharing a policy (and crop settings) are answered by one
+        ``generate`` call, after one batched crop step when they crop.
 
         Greedy replies equal one-at-a-time ones. When sampling, a batch draws from one
         generator seeded by its first agent, so sampled replies depend on the batch.
         """
         replies: list[str] = [""] * len(agents)
-        by_policy: dict[int, list[int]] = {}
+        by_policy: dict[tuple, list[int]] = {}
         for index, agent in enumerate(agents):
             if agent.chat is None:
                 raise RuntimeError("act() before reset()")
             agent.chat.observe(observations[index])
-            by_policy.setdefault(id(agent.policy), []).append(index)
+            by_policy.setdefault((id(agent.policy), agent.crop), []).append(index)
         for indices in by_policy.values():
             first = agents[indices[0]]
-            outputs = first.policy.generate([agents[i].chat for i in indices], seed=first.seed + len(first.chat.turns))
+            chats = [agents[i].chat for i in indices]
+            if first.crop is not None:
+                for index, boxes in zip(indices, first.policy.crop_views(chats, first.crop)):
+                    agents[index].last_boxes = boxes
+            outputs = first.policy.generate(chats, seed=first.seed + len(first.chat.turns))
             for index, reply in zip(indices, outputs):
                 agents[index].chat.reply(reply)
                 agents[index].last_action = parse_action(reply, prompt_format=agents[index].prompt_format)

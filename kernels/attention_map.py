@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from panoseek.kernels.dispatch import choose_backend
 
-REDUCTIONS = ("sum", "mean")
+REDUCTIONS = ("sum", "mean", "none")
 
 
 def attention_with_map(
@@ -44,8 +44,9 @@ def attention_with_map(
     ``key_mass`` is float32 ``[batch, len(map_rows), n_k]`` where ``key_mass[b, r, j]`` is
     the attention probability that query row ``map_rows[r]`` gives key ``j``, summed over
     the query heads (``reduce="sum"``, each row then sums to ``heads``) or averaged
-    (``reduce="mean"``, each row sums to 1). Row indices may be negative (``-1`` is the
-    last query). ``map_rows=None`` skips the map and returns ``key_mass=None``.
+    (``reduce="mean"``, each row sums to 1); ``reduce="none"`` keeps the heads, as float32
+    ``[batch, heads, len(map_rows), n_k]`` (PyTorch path: grad-att cropping weights each
+    head by its gradient). Row indices may be negative (``-1`` is the last query). ``map_rows=None`` skips the map and returns ``key_mass=None``.
 
     ``attn_mask`` (boolean, True = attend, or additive float; broadcastable to
     ``[batch, heads, n_q, n_k]``) is applied on top of ``causal``; the fused kernel does not
@@ -54,7 +55,7 @@ def attention_with_map(
     """
     rows = _validate(q, k, v, map_rows, reduce, causal)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    if attn_mask is None and choose_backend(backend, q, k, v) == "triton":
+    if attn_mask is None and reduce != "none" and choose_backend(backend, q, k, v) == "triton":
         from panoseek.kernels.attention_map_triton import attention_with_map_triton
 
         return attention_with_map_triton(q, k, v, rows, causal=causal, scale=scale, reduce=reduce)
@@ -97,6 +98,8 @@ def attention_with_map_reference(
         row_mask = attn_mask.expand(q.shape[0], q.shape[1], n_q, n_k)[:, :, map_rows]
         scores = scores.masked_fill(~row_mask, float("-inf")) if row_mask.dtype == torch.bool else scores + row_mask.float()
     probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row that sees no key gives no mass
+    if reduce == "none":
+        return out, probs
     mass = probs.sum(dim=1) if reduce == "sum" else probs.mean(dim=1)
     return out, mass
 
