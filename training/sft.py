@@ -128,17 +128,20 @@ def fixed_length(lengths: Sequence[int], max_length: int | None, data_dir: Path)
     return int(max_length)
 
 
-def check_out_dir(out: Path, config: dict[str, Any]) -> None:
-    """Refuse an output folder that holds anything but this same run (nothing is touched)."""
+def check_out_dir(out: Path, config: dict[str, Any], run_file: str = RUN_FILE, kind: str = "SFT") -> None:
+    """Refuse an output folder that holds anything but this same run (nothing is touched).
+
+    ``run_file`` and ``kind`` name the trainer's run file (DPO uses this check too).
+    """
     if out.exists() and not out.is_dir():
         raise SFTError(f"--out {str(out)!r} exists and is not a folder")
-    if (out / RUN_FILE).exists():
-        mismatch = config_mismatch(read_json(out / RUN_FILE), config, config.keys())
+    if (out / run_file).exists():
+        mismatch = config_mismatch(read_json(out / run_file), config, config.keys())
         if mismatch:
             raise SFTError(f"--out {str(out)!r} holds another training run ({'; '.join(mismatch)}); "
                            "give a new folder (nothing there was changed)")
     elif out.is_dir() and any(out.iterdir()):
-        raise SFTError(f"--out {str(out)!r} is not empty and holds no panoseek SFT run ({RUN_FILE}); "
+        raise SFTError(f"--out {str(out)!r} is not empty and holds no panoseek {kind} run ({run_file}); "
                        "give a new folder (nothing there was changed)")
 
 
@@ -157,7 +160,7 @@ def resumed_weights(checkpoint: str):
     return AutoModelForImageTextToText.from_pretrained(checkpoint, dtype="float32", local_files_only=True)
 
 
-def _copy_processor_files(model_dir: Path, final: Path) -> None:
+def copy_processor_files(model_dir: Path, final: Path) -> None:
     """Tokenizer, processor and chat-template files of the base model, next to the trained weights."""
     for file in sorted(model_dir.iterdir()):
         if file.is_file() and not file.name.endswith(_WEIGHT_SUFFIXES) and not (final / file.name).exists():
@@ -251,7 +254,7 @@ def train_sft(
         return summary
     final = out / FINAL_DIR
     trainer.save_model(str(final))
-    _copy_processor_files(model_dir, final)
+    copy_processor_files(model_dir, final)
     plot_curves(state.log_history, out)
     (final / "panoseek_sft.json").write_text(json.dumps(
         {key: data_info.get(key, "panoseek" if key == "chat" else None) for key in ("prompt_format", "chat", "history")}, indent=2) + "\n")
