@@ -188,8 +188,8 @@ class Recorder(TrainerCallback):
 def test_two_dpo_steps_change_the_weights_with_finite_losses(tiny_model_dir, pairs_dir, tmp_path):
     recorder = Recorder()
     summary = train_dpo(tiny_model_dir, pairs_dir, tmp_path / "run", DPOOptions(max_steps=2, save_steps=2, lr=1e-3),
-                        progress=False, callbacks=[recorder])
-    assert summary["finished"] and summary["step"] == 2
+                        eval_dir=pairs_dir, progress=False, callbacks=[recorder])
+    assert summary["finished"] and summary["step"] == 2 and len(summary["eval_loss"]) == 1
     losses = [log["loss"] for log in recorder.logs if "loss" in log]
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     assert losses[0] == pytest.approx(0.6931, abs=1e-3)  # -log sigmoid(0): policy == reference at step 1
@@ -265,3 +265,22 @@ def test_the_cli_builds_pairs_and_reports_bad_input(expert_dir, tiny_model_dir, 
                  "--no-progress"]) == 0
     assert "sampled replies" in capsys.readouterr().out
     assert json.loads((tmp_path / "pairs" / "preferences.json").read_text())["samples"] == 1
+
+
+def test_our_kernel_follows_autocast_like_trl(tiny_model_dir, pairs_dir):
+    """GPU runs train under bf16 autocast: the head then computes in bf16, as TRL's does."""
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+    from trl.trainer.utils import add_fused_lm_head
+
+    from panoseek.training.sft import load_model
+
+    model, processor = load_model(tiny_model_dir)
+    batch = DataCollatorForVisionPreference(processor=processor)([dict(load_preference_dataset(pairs_dir)[0])])
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    inputs = {k: v for k, v in batch.items() if k != "completion_mask"}
+    add_fused_lm_head(model)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        theirs = model(**inputs, labels=labels, fused_lm_head=True).log_probs
+        use_token_logprobs(model)
+        ours = model(**inputs, labels=labels, fused_lm_head=True).log_probs
+    assert ours.dtype == torch.float32 and torch.allclose(ours, theirs.float(), atol=5e-2)

@@ -102,8 +102,11 @@ def use_token_logprobs(model: Any) -> None:
         targets = labels[:, 1:]
         mask = targets != -100
         weight = self.get_output_embeddings().weight
-        logprob, entropy = token_logprobs(hidden[mask].to(weight.device), weight, targets[mask].to(weight.device),
-                                          return_entropy=True)
+        device = weight.device.type
+        # Under autocast (bf16 on GPUs) the head computes in the autocast dtype, as nn.Linear would.
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+        logprob, entropy = token_logprobs(hidden[mask].to(weight.device, dtype), weight.to(dtype),
+                                          targets[mask].to(weight.device), return_entropy=True)
         log_probs = logprob.new_zeros(mask.shape).masked_scatter(mask, logprob)
         entropies = entropy.new_zeros(mask.shape).masked_scatter(mask, entropy.detach())
         return FusedCausalLMOutput(
