@@ -121,7 +121,6 @@ def test_the_expert_reply_itself_is_not_rejected_and_a_rerun_resumes(expert_dir,
             return [self.replies[len(chat.turns) - 1] for chat in chats]
 
     echo = Echo()
-    echo.replies = {}
     rows = read_rows(expert_dir)
     first = rows[0]["id"].split("/")[0]
     echo.replies = {int(r["id"].split("/")[1]): r["messages"][-1]["content"][0]["text"] for r in rows
@@ -130,6 +129,8 @@ def test_the_expert_reply_itself_is_not_rejected_and_a_rerun_resumes(expert_dir,
     assert counts["pairs"] == 0 and counts["candidates"] == len(echo.replies)
     again = build_preferences(expert_dir, echo, tmp_path / "echo", samples=1, limit=1, progress=False)
     assert again["new"] == 0 and again["episodes"] == 1
+    with pytest.raises(PreferenceError, match="built with other settings .*samples: 1 != 2"):
+        build_preferences(expert_dir, echo, tmp_path / "echo", samples=2, progress=False)
 
 
 def test_only_reply_tokens_carry_loss(tiny_model_dir, pairs_dir):
@@ -284,3 +285,18 @@ def test_our_kernel_follows_autocast_like_trl(tiny_model_dir, pairs_dir):
         use_token_logprobs(model)
         ours = model(**inputs, labels=labels, fused_lm_head=True).log_probs
     assert ours.dtype == torch.float32 and torch.allclose(ours, theirs.float(), atol=5e-2)
+
+
+def test_expert_rows_that_the_env_does_not_reproduce_are_refused(expert_dir, tmp_path):
+    """The model must be shown the expert row's chat and views; a row that differs is an error."""
+    texts = shutil.copytree(expert_dir, tmp_path / "texts")
+    lines = [json.loads(line) for line in (texts / "episodes.jsonl").read_text().splitlines()]
+    lines[0]["rows"][0]["messages"][0]["content"][-1]["text"] += " (edited)"
+    (texts / "episodes.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(PreferenceError, match="the replayed chat differs from the stored one"):
+        build_preferences(texts, ScriptedPolicy(SCRIPT), tmp_path / "a", samples=1, limit=1, progress=False)
+    views = shutil.copytree(expert_dir, tmp_path / "views")
+    first = lines[0]["rows"][0]["images"][0]
+    Image.new("RGB", VIEW).save(views / first)
+    with pytest.raises(PreferenceError, match=f"view '{first}' differs"):
+        build_preferences(views, ScriptedPolicy(SCRIPT), tmp_path / "b", samples=1, limit=1, progress=False)

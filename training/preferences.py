@@ -172,11 +172,13 @@ def build_preferences(
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, int]:
-    """Sample ``samples`` model replies at every turn of the expert episodes of ``expert_dir``
-    (at most ``limit`` episodes), judge them, and write the pairs into ``out_dir``; returns counts.
+    """Sample ``samples`` model replies at every turn of the successful expert episodes of
+    ``expert_dir`` (the first ``limit`` of them), judge them, write the pairs into ``out_dir``;
+    returns counts (episodes, sampled replies, pairs, pairs per reason).
 
     ``model`` is a model folder or a loaded sampling :class:`~panoseek.agents.vlm.VLMPolicy`
-    (or any object with its ``generate(chats, seed)``). A folder built with other settings is refused; the same settings resume.
+    (or any object with its ``generate(chats, seed)``). A folder built with other settings
+    is refused; the same settings resume.
     """
     from panoseek.scenes import load_suite
 
@@ -188,12 +190,13 @@ def build_preferences(
                               "build one with `panoseek data experts`)")
     data = read_json(expert_dir / DATA_FILE)
     try:
-        records = [record for record in read_episodes(expert_dir / EPISODES_FILE)]
+        records = read_episodes(expert_dir / EPISODES_FILE)
     except RecordsError as error:
         raise PreferenceError(str(error)) from None
     config = {
         "format": FORMAT, "expert_data": str(expert_dir), "fingerprint": data.get("fingerprint"),
-        "model": str(model) if isinstance(model, (str, Path)) else type(model).__name__, "samples": samples,
+        "model": str(Path(model).resolve()) if isinstance(model, (str, Path)) else type(model).__name__,
+        "samples": samples,
         "temperature": float(temperature), "max_new_tokens": int(max_new_tokens), "seed": int(seed),
         "prompt_format": data["prompt_format"], "history": data["history"], "view_size": data["view_size"],
         "strict": JUDGED_STRICT,
