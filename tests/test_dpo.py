@@ -302,3 +302,15 @@ def test_expert_rows_that_the_env_does_not_reproduce_are_refused(expert_dir, tmp
     Image.new("RGB", VIEW).save(views / first)
     with pytest.raises(PreferenceError, match=f"view '{first}' differs"):
         build_preferences(views, ScriptedPolicy(SCRIPT), tmp_path / "b", samples=1, limit=1, progress=False)
+
+
+def test_pairs_follow_the_compact_chat_of_the_expert_data(tmp_path):
+    from panoseek.scenes import load_suite
+
+    experts = tmp_path / "compact"
+    build_expert_data(load_suite("synth:val"), experts, limit=1, chat="compact", view_size=VIEW, progress=False)
+    build_preferences(experts, ScriptedPolicy(SCRIPT[:1]), tmp_path / "pairs", samples=1, progress=False)
+    rows = {row["id"]: row for row in read_rows(experts)}
+    pairs = read_pairs(tmp_path / "pairs")
+    assert len(pairs) == len(rows) and all(pair["prompt"] == rows[pair["id"][:-2]]["messages"][:-1] for pair in pairs)
+    assert json.loads((tmp_path / "pairs" / "preferences.json").read_text())["chat"] == "compact"

@@ -224,7 +224,7 @@ def train_dpo(
     plot_dpo_curves(history, out)
     expert = pairs_info.get("expert_data")
     (final / "panoseek_sft.json").write_text(json.dumps(
-        {"prompt_format": pairs_info.get("prompt_format"), "history": pairs_info.get("history"),
-         "dpo_pairs": str(pairs_dir), "expert_data": expert}, indent=2) + "\n")
+        {"prompt_format": pairs_info.get("prompt_format"), "chat": pairs_info.get("chat", "panoseek"),
+         "history": pairs_info.get("history"), "dpo_pairs": str(pairs_dir), "expert_data": expert}, indent=2) + "\n")
     write_json(out / SUMMARY_FILE, summary)
     return summary

@@ -72,14 +72,16 @@ class BranchAgent:
     """
 
     def __init__(self, policy: Any, replies: Sequence[str], turn: int, prompt_format: str, history: int,
-                 seed: int) -> None:
+                 seed: int, structure: str = "panoseek") -> None:
         self.policy, self.replies, self.turn = policy, list(replies), int(turn)
         self.prompt_format, self.history, self.seed = prompt_format, int(history), int(seed)
+        self.structure = structure
         self.chat: EpisodeChat | None = None
         self.prompt: tuple[list[dict], list[Image.Image]] | None = None
 
     def reset(self, task_info: dict[str, Any]) -> None:
-        self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history)
+        self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history,
+                                self.structure)
 
     def act(self, observation: dict[str, Any]) -> str:
         return BranchAgent.act_batch([self], [observation])[0]
@@ -198,8 +200,8 @@ def build_preferences(
         "model": str(Path(model).resolve()) if isinstance(model, (str, Path)) else type(model).__name__,
         "samples": samples,
         "temperature": float(temperature), "max_new_tokens": int(max_new_tokens), "seed": int(seed),
-        "prompt_format": data["prompt_format"], "history": data["history"], "view_size": data["view_size"],
-        "strict": JUDGED_STRICT,
+        "prompt_format": data["prompt_format"], "chat": data.get("chat", "panoseek"), "history": data["history"],
+        "view_size": data["view_size"], "strict": JUDGED_STRICT,
     }
     if out.exists() and not out.is_dir():
         raise PreferenceError(f"--out {str(out)!r} exists and is not a folder")
@@ -219,15 +221,21 @@ def build_preferences(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / PREFERENCES_FILE, config)
 
-    specs = {spec.episode_id: spec for spec in plan(suite, data["seed"], len(records))}
     done = {record["episode_id"] for record in read_episodes(out / EPISODES_FILE)}
     todo = [record for record in records if record.get("rows")][:limit]
     todo = [record for record in todo if record["episode_id"] not in done]
+    # The environments hold only the tasks played (as the expert data builder's): building
+    # one over a lazy suite would generate every scene of it.
+    planned = {spec.episode_id: spec for spec in plan(suite, data["seed"], len(records))}
+    used = sorted({planned[record["episode_id"]].task_index for record in todo})
+    tasks, local = [suite[index] for index in used], {index: position for position, index in enumerate(used)}
+    specs = {eid: replace(spec, task_index=local[spec.task_index]) for eid, spec in planned.items()
+             if spec.task_index in local}
     settings = EpisodeSettings(view_size=tuple(data["view_size"]), fov_deg=data["fov_deg"], seed=data["seed"])
     counts = {"episodes": len(done), "new": 0, "candidates": 0, "pairs": 0, **{reason: 0 for reason in REASONS}}
     with EpisodeWriter(out / EPISODES_FILE) as writer:
         for record in tqdm(todo, desc="preference episodes", unit="ep", disable=not progress):
-            line = _episode_pairs(expert_dir, out, record, specs[record["episode_id"]], suite, settings, policy, data,
+            line = _episode_pairs(expert_dir, out, record, specs[record["episode_id"]], tasks, settings, policy, data,
                                   samples, seed)
             writer.write(line)
             counts["new"] += 1
@@ -239,16 +247,17 @@ def build_preferences(
     return counts
 
 
-def _episode_pairs(expert_dir: Path, out: Path, record: dict[str, Any], spec: Any, suite: Any,
+def _episode_pairs(expert_dir: Path, out: Path, record: dict[str, Any], spec: Any, tasks: Sequence[Any],
                    settings: EpisodeSettings, policy: Any, data: dict, samples: int, seed: int) -> dict:
     """Branch the model off every turn of one expert episode; its line of ``episodes.jsonl``."""
     rows = record["rows"]
     replies = [row["messages"][-1]["content"][0]["text"] for row in rows]
     branches = [(turn, sample) for turn in range(len(rows)) for sample in range(samples)]
     # One environment per branch, its turn budget ending the episode right after the model's turn.
-    envs = [make_env(suite, replace(settings, max_turns=turn + 1)) for turn, _ in branches]
+    envs = [make_env(tasks, replace(settings, max_turns=turn + 1)) for turn, _ in branches]
     agents = [BranchAgent(policy, replies, turn, data["prompt_format"], data["history"],
-                          episode_seed(seed, f"{spec.episode_id}/{turn}")) for turn, _ in branches]
+                          episode_seed(seed, f"{spec.episode_id}/{turn}"), data.get("chat", "panoseek"))
+              for turn, _ in branches]
     rollouts = play(envs, agents, [spec] * len(branches), strict=JUDGED_STRICT, keep_turns=True)
     candidates, pairs = [], []
     for (turn, sample), agent, rollout in zip(branches, agents, rollouts):
