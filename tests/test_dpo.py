@@ -314,3 +314,28 @@ def test_pairs_follow_the_compact_chat_of_the_expert_data(tmp_path):
     pairs = read_pairs(tmp_path / "pairs")
     assert len(pairs) == len(rows) and all(pair["prompt"] == rows[pair["id"][:-2]]["messages"][:-1] for pair in pairs)
     assert json.loads((tmp_path / "pairs" / "preferences.json").read_text())["chat"] == "compact"
+
+
+@pytest.mark.slow
+def test_the_cli_resumes_after_kill_9(tiny_model_dir, pairs_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "panoseek", "train", "dpo", "--model", str(tiny_model_dir), "--data",
+               str(pairs_dir), "--out", str(out), "--max-steps", "3", "--save-steps", "1", "--batch-size", "1",
+               "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (out / "checkpoint-1" / "trainer_state.json").exists() and process.poll() is None:
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)  # the re-executed trainer itself (exec keeps the pid)
+    process.wait()
+    assert not (out / "final").exists()
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert json.loads((out / "dpo_summary.json").read_text())["step"] == 3
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3]

@@ -14,7 +14,7 @@ def _preferences(args: argparse.Namespace) -> int:
     try:
         counts = build_preferences(
             args.data, args.model, args.out, samples=args.samples, temperature=args.temperature,
-            max_new_tokens=args.max_new_tokens, seed=args.seed, limit=args.limit, device=args.device,
+            max_new_tokens=args.max_new_tokens, seed=args.seed, limit=args.limit, device=args.device, dtype=args.dtype,
             progress=not args.no_progress,
         )
     except (PreferenceError, SuiteError, OSError) as error:
@@ -62,6 +62,8 @@ def add_preferences_command(data_subparsers: argparse._SubParsersAction) -> None
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="at most N expert episodes")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--dtype", default="float32", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="weights dtype for sampling (default float32; bfloat16 on GPUs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_preferences)
 

@@ -172,6 +172,7 @@ def build_preferences(
     seed: int = 0,
     limit: int | None = None,
     device: str = "cpu",
+    dtype: str = "float32",
     progress: bool = True,
 ) -> dict[str, int]:
     """Sample ``samples`` model replies at every turn of the successful expert episodes of
@@ -217,7 +218,7 @@ def build_preferences(
     if suite.fingerprint != data.get("fingerprint"):
         raise PreferenceError(f"--data {str(expert_dir)!r} was built on suite {data['suite']!r} with fingerprint "
                               f"{data.get('fingerprint')!r}, which is now {suite.fingerprint!r}; rebuild the expert data")
-    policy = load_policy(model, temperature=temperature, max_new_tokens=max_new_tokens, device=device)
+    policy = load_policy(model, temperature=temperature, max_new_tokens=max_new_tokens, dtype=dtype, device=device)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / PREFERENCES_FILE, config)
 
