@@ -134,10 +134,10 @@ def _reply_message(text: str) -> list[dict[str, Any]]:
 def _check_shown(expert_dir: Path, row: dict[str, Any], prompt: tuple[list[dict], list[Image.Image]]) -> None:
     """The model was shown exactly the expert row's chat and views (else the data and env disagree)."""
     messages, views = prompt
-    if messages != row["messages"][:-1]:
+    if messages != row["messages"][:-1] or len(views) != len(row["images"]):
         raise PreferenceError(f"{expert_dir}: row {row['id']!r}: the replayed chat differs from the stored one "
                               "(expert data built by another version of the chat or suite); rebuild it")
-    for view, path in zip(views, row["images"], strict=True):
+    for view, path in zip(views, row["images"]):
         if not np.array_equal(np.asarray(view), np.asarray(Image.open(expert_dir / path).convert("RGB"))):
             raise PreferenceError(f"{expert_dir}: row {row['id']!r}: view {path!r} differs from the one the "
                                   "environment renders (expert data built by another renderer); rebuild it")
