@@ -7,6 +7,7 @@ import json
 import sys
 
 from panoseek.envs.env import parse_view_size
+from panoseek.training.dpo_cli import add_dpo_command, add_preferences_command
 from panoseek.training.ppo_cli import add_ppo_command
 from panoseek.training.recipe_cli import add_recipe_command
 
@@ -34,12 +35,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sharegpt = data_commands.add_parser("export-sharegpt", help="write sharegpt.json + dataset_info.json (LLaMA-Factory)")
     sharegpt.add_argument("--data", required=True, metavar="DIR", help="an expert-data folder")
     sharegpt.set_defaults(handler=run_export_sharegpt)
+    add_preferences_command(data_commands)
 
     train = subparsers.add_parser("train", help="post-train models: SFT on expert data, PPO for small policies")
     train.set_defaults(handler=lambda args: _print_help(train))
     train_commands = train.add_subparsers(dest="train_command", metavar="SUBCOMMAND")
     add_ppo_command(train_commands)
     add_recipe_command(train_commands)
+    add_dpo_command(train_commands)
     sft = train_commands.add_parser("sft", help="supervised fine-tuning with TRL's SFTTrainer (resumable)")
     sft.add_argument("--model", required=True, metavar="DIR", help="local image-text-to-text model folder")
     sft.add_argument("--data", required=True, metavar="DIR", help="expert-data folder (panoseek data experts)")

@@ -1,9 +1,13 @@
-"""Loss curves of a training run as a PNG, redrawn at every checkpoint and at the end."""
+"""Curves of a training run as PNGs, redrawn at every checkpoint and at the end.
+
+:func:`plot_curves` is SFT's loss (train and val); :func:`plot_panels` draws one panel per
+logged metric (DPO's loss, reward margin and preference accuracy).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from transformers import TrainerCallback
 
@@ -36,16 +40,46 @@ def plot_curves(log_history: list[dict[str, Any]], out_dir: str | Path) -> Path:
     return path
 
 
-class CurvesCallback(TrainerCallback):
-    """Redraws the curves when a checkpoint is saved and when training ends (main process only)."""
+def plot_panels(log_history: list[dict[str, Any]], out_dir: str | Path, panels: Sequence[tuple[str, str]],
+                file: str) -> Path:
+    """One panel per ``(key, label)`` against the step (train points as a line, ``eval_<key>``
+    points as dots) into ``out_dir/file``."""
+    import matplotlib
 
-    def __init__(self, out_dir: str | Path) -> None:
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), dpi=100, squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for name, style, legend in ((key, "-", "train"), (f"eval_{key}", "o-", "val")):
+            points = [(entry["step"], entry[name]) for entry in log_history if name in entry]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, style, label=legend)
+        ax.set_xlabel("step")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    figure.tight_layout()
+    path = Path(out_dir) / file
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+class CurvesCallback(TrainerCallback):
+    """Redraws the curves when a checkpoint is saved and when training ends (main process only);
+    ``plot(log_history, out_dir)`` draws them (default :func:`plot_curves`)."""
+
+    def __init__(self, out_dir: str | Path, plot: Callable[[list, Path], Path] = plot_curves) -> None:
         self.out_dir = Path(out_dir)
+        self.plot = plot
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            plot_curves(state.log_history, self.out_dir)
+            self.plot(state.log_history, self.out_dir)
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            plot_curves(state.log_history, self.out_dir)
+            self.plot(state.log_history, self.out_dir)

@@ -141,18 +141,21 @@ def fixed_length(lengths: Sequence[int], max_length: int | None, data_dir: Path)
     return int(max_length)
 
 
-def check_out_dir(out: Path, config: dict[str, Any]) -> None:
-    """Refuse an output folder that holds anything but this same run (nothing is touched)."""
+def check_out_dir(out: Path, config: dict[str, Any], run_file: str = RUN_FILE, kind: str = "SFT") -> None:
+    """Refuse an output folder that holds anything but this same run (nothing is touched).
+
+    ``run_file`` and ``kind`` name the trainer's run file (DPO uses this check too).
+    """
     if out.exists() and not out.is_dir():
         raise SFTError(f"--out {str(out)!r} exists and is not a folder")
-    if (out / RUN_FILE).exists():
+    if (out / run_file).exists():
         # Runs from before the codebook options ran without the filter.
-        mismatch = config_mismatch({**_ADDED_OPTIONS, **read_json(out / RUN_FILE)}, config, config.keys())
+        mismatch = config_mismatch({**_ADDED_OPTIONS, **read_json(out / run_file)}, config, config.keys())
         if mismatch:
             raise SFTError(f"--out {str(out)!r} holds another training run ({'; '.join(mismatch)}); "
                            "give a new folder (nothing there was changed)")
     elif out.is_dir() and any(out.iterdir()):
-        raise SFTError(f"--out {str(out)!r} is not empty and holds no panoseek SFT run ({RUN_FILE}); "
+        raise SFTError(f"--out {str(out)!r} is not empty and holds no panoseek {kind} run ({run_file}); "
                        "give a new folder (nothing there was changed)")
 
 
@@ -208,7 +211,7 @@ def filter_checkpoints() -> Any:
     return FilterCheckpoints()
 
 
-def _copy_processor_files(model_dir: Path, final: Path) -> None:
+def copy_processor_files(model_dir: Path, final: Path) -> None:
     """Tokenizer, processor and chat-template files of the base model, next to the trained weights."""
     for file in sorted(model_dir.iterdir()):
         if file.is_file() and not file.name.endswith(_WEIGHT_SUFFIXES) and not (final / file.name).exists():
@@ -308,7 +311,7 @@ def train_sft(
 
     if visual_filter_of(trainer.model) is not None:
         save_visual_filter(trainer.model, final)
-    _copy_processor_files(model_dir, final)
+    copy_processor_files(model_dir, final)
     plot_curves(state.log_history, out)
     (final / "panoseek_sft.json").write_text(json.dumps(
         {key: data_info.get(key, "panoseek" if key == "chat" else None) for key in ("prompt_format", "chat", "history")}, indent=2) + "\n")
