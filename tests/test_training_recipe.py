@@ -17,7 +17,7 @@ from panoseek.envs.rollout import EpisodeSettings, play
 from panoseek.training.collator import LastReplyCollator
 from panoseek.training.dataset import load_sft_dataset, read_rows
 from panoseek.training.expert_data import EPISODES_FILE, ExpertDataError, build_expert_data, plan
-from panoseek.training.recipe import SFT_DIR, TinyRecipe, run_tiny_recipe
+from panoseek.training.recipe import SFT2_DIR, TinyRecipe, run_tiny_recipe
 from panoseek.training.sft import load_model, row_lengths
 
 VIEW = (112, 63)
@@ -113,15 +113,16 @@ def test_bucketed_batches_pad_to_a_multiple_of_the_bucket_never_beyond_the_lengt
 @pytest.mark.slow
 def test_the_recipe_runs_every_stage_and_resumes_as_finished(tmp_path):
     recipe = TinyRecipe(size="S", train_episodes=2, val_episodes=1, view_size=VIEW, max_steps=2, save_steps=2,
-                        batch_size=2)
+                        batch_size=2, second_steps=1)
     said: list[str] = []
     summary = run_tiny_recipe(tmp_path / "r", recipe, progress=False, say=said.append)
-    assert summary["finished"] and summary["step"] == 2
-    final = tmp_path / "r" / SFT_DIR / "final"
+    assert summary["finished"] and summary["step"] == 1  # the second pass's summary
+    final = tmp_path / "r" / SFT2_DIR / "final"
+    assert recipe.final_model(tmp_path / "r") == final
     assert json.loads((final / "panoseek_sft.json").read_text()) == {"prompt_format": "no_think", "chat": "compact",
                                                                      "history": 2}
     assert json.loads((final / "preprocessor_config.json").read_text())["size"]["longest_edge"] == recipe.max_pixels
     said.clear()
     again = run_tiny_recipe(tmp_path / "r", recipe, progress=False, say=said.append)
-    assert again["step"] == 2 and any("0 new" in line for line in said)
+    assert again["step"] == 1 and any("0 new" in line for line in said)
     assert "--agent-arg chat=compact" in recipe.eval_command(tmp_path / "r")

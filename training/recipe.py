@@ -1,6 +1,6 @@
 """``panoseek train recipe tiny``: a tiny searcher trained from scratch on the CPU, one command.
 
-Four stages, each its own resumable folder under ``--out``, so a rerun after Ctrl-C or
+Five stages, each its own resumable folder under ``--out``, so a rerun after Ctrl-C or
 kill -9 continues the stage it was in and skips the finished ones:
 
 1. ``model/``      a random tiny model (``build_tiny_model``, size M) with an image budget
@@ -8,8 +8,9 @@ kill -9 continues the stage it was in and skips the finished ones:
 2. ``data-train/`` expert episodes on ``synth:train`` (``build_expert_data``), compact chat,
                    answer-only replies (``no_think``), the last two views as images;
 3. ``data-val/``   the same on ``synth:val``, for the validation loss;
-4. ``sft/``        SFT with TRL (``train_sft``), batches grouped by length; ``sft/final/``
-                   is the model ``panoseek eval --agent vlm`` loads.
+4. ``sft/``        SFT with TRL (``train_sft``) from the random model, batches grouped by length;
+5. ``sft2/``       a second SFT pass from ``sft/final`` at a lower learning rate (a fresh
+                   schedule); ``sft2/final/`` is the model ``panoseek eval --agent vlm`` loads.
 
 Why these choices (docs/training.md has the measurements): the rules prompt is most of a
 row's tokens and a model trained from scratch learns the protocol from the episodes, so
@@ -26,7 +27,7 @@ from typing import Any, Callable
 
 from panoseek.training.sft import SFTOptions
 
-MODEL_DIR, TRAIN_DIR, VAL_DIR, SFT_DIR = "model", "data-train", "data-val", "sft"
+MODEL_DIR, TRAIN_DIR, VAL_DIR, SFT_DIR, SFT2_DIR = "model", "data-train", "data-val", "sft", "sft2"
 
 
 @dataclass(frozen=True)
@@ -43,19 +44,26 @@ class TinyRecipe:
     max_steps: int = 700
     save_steps: int = 100
     lr: float = 1e-3
+    second_steps: int = 600  # the second pass (0: none; the model is then sft/final)
+    second_lr: float = 3e-4
     batch_size: int = 16
     length_bucket: int = 64
     seed: int = 0
 
-    def sft_options(self) -> SFTOptions:
+    def sft_options(self, second: bool = False) -> SFTOptions:
         return SFTOptions(
-            max_steps=self.max_steps, save_steps=self.save_steps, lr=self.lr, seed=self.seed,
-            batch_size=self.batch_size, length_bucket=self.length_bucket,
+            max_steps=self.second_steps if second else self.max_steps, save_steps=self.save_steps,
+            lr=self.second_lr if second else self.lr, seed=self.seed, batch_size=self.batch_size,
+            length_bucket=self.length_bucket,
         )
+
+    def final_model(self, out: Path) -> Path:
+        """The folder of the recipe's trained model."""
+        return out / (SFT2_DIR if self.second_steps else SFT_DIR) / "final"
 
     def eval_command(self, out: Path, suite: str = "synth:val") -> str:
         """The ``panoseek eval`` command that scores the trained model with the chat it learnt."""
-        return (f"panoseek eval --agent vlm --model {out / SFT_DIR / 'final'} --suite {suite} "
+        return (f"panoseek eval --agent vlm --model {self.final_model(out)} --suite {suite} "
                 f"--out results/tiny-searcher-{suite.replace(':', '-')} --agent-arg chat=compact "
                 f"--agent-arg prompt_format={self.prompt_format} --agent-arg history={self.history} "
                 "--agent-arg max_new_tokens=24 --batch-size 16")
@@ -80,23 +88,29 @@ def run_tiny_recipe(
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
     if not _model_ready(out / MODEL_DIR):
-        say(f"[1/4] tiny model {recipe.size} -> {out / MODEL_DIR}")
+        say(f"[1/5] tiny model {recipe.size} -> {out / MODEL_DIR}")
         build_tiny_model(out / MODEL_DIR, size=recipe.size, seed=recipe.seed, force=True, max_pixels=recipe.max_pixels)
     seconds["model"] = time.perf_counter() - tick
     for stage, (folder, suite, episodes) in enumerate(
         ((TRAIN_DIR, "synth:train", recipe.train_episodes), (VAL_DIR, "synth:val", recipe.val_episodes)), start=2
     ):
         tick = time.perf_counter()
-        say(f"[{stage}/4] expert data: {episodes} episodes of {suite} -> {out / folder}")
+        say(f"[{stage}/5] expert data: {episodes} episodes of {suite} -> {out / folder}")
         counts = build_expert_data(
             load_suite(suite), out / folder, limit=episodes, prompt_format=recipe.prompt_format, chat="compact",
             history=recipe.history, view_size=recipe.view_size, seed=recipe.seed, progress=progress,
         )
         say(f"      {counts['episodes']} episodes, {counts['new']} new ({counts['rows']} new rows)")
         seconds[folder] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    say(f"[4/4] SFT: {recipe.max_steps} steps of {recipe.batch_size} rows -> {out / SFT_DIR}")
-    summary = train_sft(out / MODEL_DIR, out / TRAIN_DIR, out / SFT_DIR, recipe.sft_options(),
-                        eval_dir=out / VAL_DIR, progress=progress)
-    seconds["sft"] = time.perf_counter() - tick
+    passes = [(MODEL_DIR, SFT_DIR, False)] + ([(f"{SFT_DIR}/final", SFT2_DIR, True)] if recipe.second_steps else [])
+    for stage, (base, folder, second) in enumerate(passes, start=4):
+        options = recipe.sft_options(second)
+        tick = time.perf_counter()
+        say(f"[{stage}/5] SFT: {options.max_steps} steps of {options.batch_size} rows at lr {options.lr:g} "
+            f"-> {out / folder}")
+        summary = train_sft(out / base, out / TRAIN_DIR, out / folder, options, eval_dir=out / VAL_DIR,
+                            progress=progress)
+        seconds[folder] = time.perf_counter() - tick
+        if not summary["finished"]:
+            break
     return {**summary, "stage_seconds": seconds}

@@ -23,6 +23,9 @@ def add_recipe_command(train_commands: argparse._SubParsersAction) -> None:
                         help=f"expert episodes of synth:train (default {defaults.train_episodes})")
     recipe.add_argument("--max-steps", type=int, default=defaults.max_steps,
                         help=f"SFT steps of {defaults.batch_size} rows (default {defaults.max_steps})")
+    recipe.add_argument("--second-steps", type=int, default=defaults.second_steps,
+                        help=f"steps of the second SFT pass at lr {defaults.second_lr:g} (default "
+                             f"{defaults.second_steps}; 0: none)")
     recipe.add_argument("--seed", type=int, default=defaults.seed)
     recipe.add_argument("--no-progress", action="store_true", help="no progress bars")
     recipe.set_defaults(handler=run_recipe)
@@ -35,10 +38,11 @@ def run_recipe(args: argparse.Namespace) -> int:
         reexec_with_malloc_settings(sys.argv[1:])  # glibc reads them at start-up only (training/malloc.py)
     from panoseek.training.dataset import DatasetError
     from panoseek.training.expert_data import ExpertDataError
-    from panoseek.training.recipe import SFT_DIR, run_tiny_recipe
+    from panoseek.training.recipe import run_tiny_recipe
     from panoseek.training.sft import SFTError
 
-    recipe = TinyRecipe(train_episodes=args.train_episodes, max_steps=args.max_steps, seed=args.seed)
+    recipe = TinyRecipe(train_episodes=args.train_episodes, max_steps=args.max_steps, second_steps=args.second_steps,
+                        seed=args.seed)
     try:
         summary = run_tiny_recipe(args.out, recipe, progress=not args.no_progress)
     except (SFTError, DatasetError, ExpertDataError, ValueError, OSError) as error:
@@ -49,5 +53,5 @@ def run_recipe(args: argparse.Namespace) -> int:
         return 1
     from pathlib import Path
 
-    print(f"trained model: {Path(args.out) / SFT_DIR / 'final'}\nscore it with:\n  {recipe.eval_command(Path(args.out))}")
+    print(f"trained model: {recipe.final_model(Path(args.out))}\nscore it with:\n  {recipe.eval_command(Path(args.out))}")
     return 0
