@@ -460,15 +460,14 @@ def _callbacks(out: Path):
     return [Progress()]
 
 
-def train_grpo(
-    model_dir: str | Path,
-    out_dir: str | Path,
-    options: GRPOOptions = GRPOOptions(),
-    *,
-    progress: bool = True,
-    callbacks: Sequence[Any] = (),
-) -> dict[str, Any]:
-    """Train (or resume) one GRPO run into ``out_dir``; returns its summary (``"finished"``: all steps done)."""
+def _identity(model_dir: str | Path, options: GRPOOptions) -> dict[str, Any]:
+    """What makes a run this run (besides the suite's fingerprint), as ``grpo_run.json`` records it."""
+    return {"model": str(Path(model_dir).resolve()), **asdict(options), "view_size": list(options.view_size)}
+
+
+def make_trainer(model_dir: str | Path, out_dir: str | Path, options: GRPOOptions, *, progress: bool = True,
+                 callbacks: Sequence[Any] = ()):
+    """The trainer of one run and the checkpoint to resume from (None for a new run); writes ``grpo_run.json``."""
     import torch
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig
@@ -481,11 +480,8 @@ def train_grpo(
         suite = load_suite(options.suite)
     except SuiteError as error:
         raise GRPOError(str(error)) from None
-    config = {"model": str(model_dir), "suite_fingerprint": suite.fingerprint, **asdict(options)}
-    config["view_size"] = list(options.view_size)
+    config = {**_identity(model_dir, options), "suite_fingerprint": suite.fingerprint}
     check_out_dir(out, config)
-    if (out / SUMMARY_FILE).is_file():
-        return read_json(out / SUMMARY_FILE)  # this run has finished: nothing to do
     tasks = suite[: options.tasks]
     if len(tasks) * options.group < options.batch:
         raise GRPOError(f"--tasks {len(tasks)} give {len(tasks)} starts per step, fewer than --batch / --group = "
@@ -511,6 +507,27 @@ def train_grpo(
         model=model, args=args, train_dataset=start_rows(tasks), processing_class=processor,
         callbacks=[*_callbacks(out), *callbacks], tasks=tasks, options=options,
     )
+    return trainer, last
+
+
+def train_grpo(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    options: GRPOOptions = GRPOOptions(),
+    *,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Train (or resume) one GRPO run into ``out_dir``; returns its summary (``"finished"``: all steps done)."""
+    options.check()
+    out = Path(out_dir)
+    if (out / SUMMARY_FILE).is_file() and (out / RUN_FILE).is_file():
+        fingerprint = read_json(out / RUN_FILE).get("suite_fingerprint")
+        check_out_dir(out, {**_identity(model_dir, options), "suite_fingerprint": fingerprint})
+        return read_json(out / SUMMARY_FILE)  # this run has finished: nothing to do
+    trainer, last = make_trainer(model_dir, out, options, progress=progress, callbacks=callbacks)
+    model_dir = Path(model_dir).resolve()
+    cpu = trainer.args.use_cpu
     tick = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)
     state = trainer.state
