@@ -217,3 +217,26 @@ def test_the_hstar_preset():
     assert preset("hstar", batch=32).batch == 32
     with pytest.raises(GRPOError, match="unknown GRPO preset"):
         preset("verl")
+
+
+def test_the_command_line_refuses_a_group_that_does_not_divide_the_batch(tiny_model_dir, tmp_path, capsys):
+    from panoseek.cli import main
+
+    code = main(["train", "grpo", "--model", str(tiny_model_dir), "--out", str(tmp_path / "run"),
+                 "--preset", "hstar", "--batch", "12"])
+    assert code == 2
+    assert "--group 8 does not divide --batch 12" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_command_line_options_are_the_preset_with_overrides():
+    import argparse
+
+    from panoseek.training.grpo_cli import _options, add_grpo_command
+
+    parser = argparse.ArgumentParser()
+    add_grpo_command(parser.add_subparsers())
+    args = parser.parse_args(["grpo", "--model", "m", "--out", "o", "--preset", "hstar", "--lr", "1e-6",
+                              "--view-size", "112x63"])
+    assert _options(args) == preset("hstar", lr=1e-6, view_size=(112, 63))
+    assert _options(parser.parse_args(["grpo", "--model", "m", "--out", "o"])) == GRPOOptions()

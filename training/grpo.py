@@ -207,9 +207,18 @@ def _trainer_class():
     import torch
     from trl import GRPOTrainer
     from trl.models.utils import unwrap_model_for_generation
-    from trl.trainer.utils import nanstd, pad, shuffle_sequence_dict, split_pixel_values_by_grid, unsplit_pixel_values_by_grid
+    from trl.trainer.utils import (
+        RepeatSampler, nanstd, pad, shuffle_sequence_dict, split_pixel_values_by_grid, unsplit_pixel_values_by_grid,
+    )
 
     from panoseek.envs.eval.runner import make_env
+
+    class EpochSampler(RepeatSampler):
+        """TRL's sampler with each epoch's order drawn from ``seed + epoch``, so a resumed run sees the
+        order an uninterrupted one would (TRL's draws it from one generator that a restart resets)."""
+
+        def set_epoch(self, epoch: int) -> None:
+            self.generator.manual_seed(self.seed + epoch)
 
     class EpisodeGRPOTrainer(GRPOTrainer):
         """``GRPOTrainer`` whose completions are whole episodes played by the engine (see the module docstring)."""
@@ -223,6 +232,13 @@ def _trainer_class():
             use_kernel_lm_head(self.model, self.temperature)
             if self.ref_model is not None:
                 use_kernel_lm_head(self.ref_model, self.temperature)
+
+        def _get_train_sampler(self, dataset=None):
+            return EpochSampler(
+                data_source=self.train_dataset if dataset is None else dataset, mini_repeat_count=self.num_generations,
+                batch_size=self.args.generation_batch_size // self.num_generations,
+                repeat_count=self.num_iterations * self.args.steps_per_generation, shuffle=True, seed=self.args.seed,
+            )
 
         # ---------------------------------------------------------- episodes -> rows
 
