@@ -94,6 +94,29 @@ def test_distinct_views_in_one_prompt_stay_aligned(played):
         assert gap.abs().max() > 1e-4
 
 
+def test_the_kernel_head_scores_as_trls_fused_head(played, tiny_model_dir):
+    """The loss forward through panoseek.kernels.token_logprobs equals TRL 1.16's own fused LM head
+    (``add_fused_lm_head``) on the same rows: log-probs and entropies."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from panoseek.agents.vlm import load_vlm
+
+    trainer, _, batch = played
+    reference, _ = load_vlm(tiny_model_dir, dtype="float32")
+    add_fused_lm_head(reference, temperature=trainer.temperature, outputs=("log_probs", "entropy"))
+    with torch.no_grad():
+        ours = trainer._get_per_token_logps_and_entropies(
+            trainer.model, torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1),
+            torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1), batch["completion_ids"].size(1),
+            compute_entropy=True, **{k: batch[k] for k in grpo._FORWARD_KEYS if k in batch})
+        theirs = trainer._get_per_token_logps_and_entropies(
+            reference, torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1),
+            torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1), batch["completion_ids"].size(1),
+            compute_entropy=True, **{k: batch[k] for k in grpo._FORWARD_KEYS if k in batch})
+    torch.testing.assert_close(ours[0], theirs[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours[1], theirs[1], atol=1e-5, rtol=0)
+
+
 def test_only_model_written_tokens_carry_loss(played):
     """The loss mask covers each turn's sampled reply (+ the <|im_end|> closing it) and nothing else: not the
     prompt, the feedback, the image tokens, nor the earlier replies the next prompts repeat as context."""
