@@ -143,6 +143,15 @@ def test_only_model_written_tokens_carry_loss(played):
     assert batch["advantages"].tolist() == expected  # every turn carries its trajectory's advantage
 
 
+def test_image_placeholders_are_never_sampled(played):
+    """A placeholder token in a reply would meet no picture in the training forward: it is not drawn."""
+    trainer, trajectories, _ = played
+    policy = RecordingPolicy(trainer.model, trainer.processing_class)
+    tokenizer = trainer.processing_class.tokenizer
+    assert policy.suppressed == sorted(tokenizer.convert_tokens_to_ids(["<|image_pad|>", "<|video_pad|>"]))
+    assert not any(set(turn.completion_ids) & set(policy.suppressed) for t in trajectories for turn in t.turns)
+
+
 def test_episodes_are_played_by_the_engine(played):
     """Trajectories carry the records panoseek eval writes (reward, success, actions), and every view."""
     _, trajectories, _ = played

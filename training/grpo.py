@@ -192,7 +192,7 @@ def use_kernel_lm_head(model: Any, temperature: float) -> None:
         mask = targets != -100
         logprob, entropy = token_logprobs(hidden[mask] / temperature, head.weight, targets[mask], return_entropy=True)
         log_probs = hidden.new_zeros(mask.shape, dtype=logprob.dtype).masked_scatter(mask, logprob)
-        entropies = hidden.new_zeros(mask.shape, dtype=entropy.dtype).masked_scatter(mask, entropy.detach())
+        entropies = hidden.new_zeros(mask.shape, dtype=entropy.dtype).masked_scatter(mask, entropy)
         loss = -log_probs.sum() / mask.sum().clamp(min=1)
         return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropies, label_mask=mask)
 
@@ -228,7 +228,8 @@ def _trainer_class():
             self.options, self.tasks = options, tasks
             self.settings = EpisodeSettings(view_size=tuple(options.view_size), max_turns=options.max_turns,
                                             seed=options.seed, strict=options.strict)
-            self.envs = [make_env(tasks, self.settings) for _ in range(self.args.generation_batch_size)]
+            local_batch = self.args.per_device_train_batch_size * self.args.steps_per_generation
+            self.envs = [make_env(tasks, self.settings) for _ in range(local_batch)]
             use_kernel_lm_head(self.model, self.temperature)
             if self.ref_model is not None:
                 use_kernel_lm_head(self.ref_model, self.temperature)
@@ -335,17 +336,22 @@ def _trainer_class():
             return output
 
         def _log_episodes(self, mode, trajectories, rewards, std, completion_mask) -> None:
+            """Step metrics over all processes' episodes: reward, success, format rate, turns, reply length."""
             records = [trajectory.record for trajectory in trajectories]
-            gathered = lambda values: self.accelerator.gather(torch.tensor(values, dtype=torch.float32,  # noqa: E731
-                                                                           device=self.accelerator.device))
+
+            def mean(values: Sequence[float]) -> float:  # processes may hold different numbers of values
+                total = torch.tensor([sum(values), len(values)], dtype=torch.float64, device=self.accelerator.device)
+                total = self.accelerator.gather(total).view(-1, 2).sum(0)
+                return (total[0] / total[1].clamp(min=1)).item()
+
             metrics = self._metrics[mode]
             metrics["reward"].append(rewards.mean().item())
             metrics["reward_std"].append(rewards.std().item() if rewards.numel() > 1 else 0.0)
             metrics["frac_reward_zero_std"].append(torch.isclose(std, torch.zeros_like(std)).float().mean().item())
-            metrics["success"].append(gathered([float(r["success"]) for r in records]).mean().item())
-            metrics["format_rate"].append(gathered([float(well_formed_submission(r)) for r in records]).mean().item())
-            metrics["turns"].append(gathered([float(r["turns"]) for r in records]).mean().item())
-            metrics["reply_tokens"].append(gathered(completion_mask.sum(1).float().tolist()).mean().item())
+            metrics["success"].append(mean([float(r["success"]) for r in records]))
+            metrics["format_rate"].append(mean([float(well_formed_submission(r)) for r in records]))
+            metrics["turns"].append(mean([float(r["turns"]) for r in records]))
+            metrics["reply_tokens"].append(mean(completion_mask.sum(1).float().tolist()))
 
         # ------------------------------------------------------ rows -> micro-batches
 

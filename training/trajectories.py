@@ -6,7 +6,9 @@ policy is a :class:`RecordingPolicy`. That policy answers exactly as ``VLMPolicy
 (same chat rendering, same processor call) but samples from the pure tempered
 distribution ``softmax(logits / temperature)`` (no top-k, top-p or repetition penalty a
 checkpoint's ``generation_config`` may carry, so the log-probs a trainer recomputes are
-the sampling log-probs) and keeps, per turn:
+the sampling log-probs; only the image/video placeholder tokens are never drawn, since
+a placeholder in a reply has no picture: the recorded log-probs are those of the full
+distribution, which the trainer optimises) and keeps, per turn:
 
 * ``prompt_ids``: the tokens the model was given at that turn (its chat, rendered by
   :class:`~panoseek.agents.chat.EpisodeChat` with the history window, image placeholders
@@ -87,6 +89,10 @@ class RecordingPolicy(VLMPolicy):
             raise ValueError(f"the tokenizer has no {END_OF_TURN} token: replies cannot be closed as the chat template closes them")
         eos = model.generation_config.eos_token_id
         self.eos_ids = {int(i) for i in ([] if eos is None else [eos] if isinstance(eos, int) else eos)} | {self.end_id}
+        # Image/video placeholders are never sampled: the training forward would take one in a reply for
+        # a picture that is not there (the processor expands placeholders in prompts only).
+        placeholders = [getattr(processor, name, None) for name in ("image_token", "video_token")]
+        self.suppressed = sorted({tokenizer.convert_tokens_to_ids(token) for token in placeholders if token})
         self.samples: dict[int, list[TurnSample]] = {}  # id(chat) -> its turns
 
     def generate(self, chats: Sequence[EpisodeChat], seed: int | None = None) -> list[str]:
@@ -99,7 +105,7 @@ class RecordingPolicy(VLMPolicy):
         config = GenerationConfig(
             do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0, max_new_tokens=self.max_new_tokens,
             eos_token_id=sorted(self.eos_ids), pad_token_id=tokenizer.pad_token_id, stop_strings=[STOP],
-            return_dict_in_generate=True, output_logits=True,
+            return_dict_in_generate=True, output_logits=True, suppress_tokens=self.suppressed or None,
         )
         if seed is not None:
             torch.manual_seed(seed)
