@@ -43,7 +43,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from panoseek.agents.chat import STRUCTURES
 from panoseek.envs.eval.records import config_mismatch, read_json, write_json
+from panoseek.envs.protocol import PROMPT_FORMATS
 from panoseek.envs.rollout import EpisodeSettings, EpisodeSpec, episode_id, episode_seed
 from panoseek.training.trajectories import RecordingPolicy, Trajectory, play_trajectories
 
@@ -115,6 +117,7 @@ class GRPOOptions:
     lr: float = 1e-7
     reward: str = "hstar"
     prompt_format: str = "free_think"
+    chat: str | None = None  # the chat structure (VLMAgent's ``chat``): None as eval's default, or "compact", ...
     strict: bool | str = False
     view_size: tuple[int, int] = (448, 252)
     max_steps: int = 100
@@ -144,6 +147,10 @@ class GRPOOptions:
                 raise GRPOError(f"--{name} must be a non-negative number, got {value!r}")
         if self.reward not in REWARDS:
             raise GRPOError(f"--reward must be one of {sorted(REWARDS)}, got {self.reward!r}")
+        if self.chat is not None and self.chat not in STRUCTURES:
+            raise GRPOError(f"--chat must be one of {STRUCTURES}, got {self.chat!r}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise GRPOError(f"--prompt-format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
 
 
 # H* Bench's GRPO recipe (verl): group 8, 5 turns, window 2, lr 1e-7, temperature 0.7,
@@ -266,7 +273,8 @@ def _trainer_class():
                 policy = RecordingPolicy(model, self.processing_class, temperature=self.temperature,
                                          max_new_tokens=self.options.max_new_tokens)
                 return play_trajectories(policy, self.envs[: len(specs)], specs, history=self.options.history,
-                                         prompt_format=self.options.prompt_format, strict=self.options.strict)
+                                         prompt_format=self.options.prompt_format, chat=self.options.chat,
+                                         strict=self.options.strict)
 
         def _rewards(self, trajectories: Sequence[Trajectory]) -> torch.Tensor:
             values = self.reward_funcs[0](records=[trajectory.record for trajectory in trajectories])
@@ -568,7 +576,7 @@ def train_grpo(
         if file.is_file() and not file.name.endswith(_WEIGHT_SUFFIXES) and not (final / file.name).exists():
             shutil.copy2(file, final / file.name)
     (final / "panoseek_grpo.json").write_text(json.dumps(
-        {"prompt_format": options.prompt_format, "history": options.history}, indent=2) + "\n")
+        {"prompt_format": options.prompt_format, "history": options.history, "chat": options.chat}, indent=2) + "\n")
     plot_grpo_curves(state.log_history, out)
     write_json(out / SUMMARY_FILE, summary)
     return summary

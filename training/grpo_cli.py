@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import fields, replace
 
+from panoseek.agents.chat import STRUCTURES
 from panoseek.envs.env import parse_view_size
 from panoseek.training.grpo import PRESETS, REWARDS, GRPOOptions
 
@@ -26,6 +27,8 @@ _HELP = {
     "lr": "learning rate (default 1e-7)",
     "reward": f"episode reward: {', '.join(sorted(REWARDS))} (default hstar: 0.5 success + 0.5 format)",
     "prompt_format": "free_think, no_think or grounding (default free_think)",
+    "chat": "chat structure, as the vlm agent's chat option: panoseek, compact (models of panoseek train recipe "
+            "tiny) or hstar (default: panoseek, hstar under the H* parser)",
     "view_size": "WIDTHxHEIGHT of the views (default 448x252)",
     "max_steps": "optimizer steps (default 100)",
     "save_steps": "checkpoint every N steps (default 10)",
@@ -80,6 +83,8 @@ def add_grpo_command(train_subparsers: argparse._SubParsersAction) -> None:
         kind = {"int": int, "float": float, "str": str}.get(types[name], None)
         if name == "view_size":
             parser.add_argument("--view-size", type=_view_size, default=None, metavar="WxH", help=text)
+        elif name == "chat":
+            parser.add_argument("--chat", choices=STRUCTURES, default=None, help=text)
         elif name == "prompt_format":
             parser.add_argument("--prompt-format", choices=("free_think", "no_think", "grounding"), default=None, help=text)
         else:
