@@ -117,6 +117,33 @@ def test_the_kernel_head_scores_as_trls_fused_head(played, tiny_model_dir):
     torch.testing.assert_close(ours[1], theirs[1], atol=1e-5, rtol=0)
 
 
+def test_a_step_raises_the_replies_of_the_better_episodes(played):
+    """The sign of the update: one gradient step on the GRPO loss makes every turn of the episodes with a
+    positive advantage more likely and every turn of those with a negative one less likely."""
+    trainer, _, batch = played
+    model, saved = trainer.model, {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop; one step here
+
+    def reply_logprob() -> torch.Tensor:
+        with torch.no_grad():
+            return (trainer.reply_logprobs(model, batch) * batch["completion_mask"]).sum(1)
+
+    try:
+        before = reply_logprob()
+        model.zero_grad()
+        trainer.compute_loss(model, batch).backward()
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.grad is not None:
+                    parameter -= 1e-2 * parameter.grad
+        change = reply_logprob() - before
+    finally:
+        model.zero_grad()
+        model.load_state_dict(saved)
+    advantages = batch["advantages"]
+    assert torch.all(change[advantages > 0] > 0) and torch.all(change[advantages < 0] < 0)
+
+
 def test_only_model_written_tokens_carry_loss(played):
     """The loss mask covers each turn's sampled reply (+ the <|im_end|> closing it) and nothing else: not the
     prompt, the feedback, the image tokens, nor the earlier replies the next prompts repeat as context."""

@@ -518,6 +518,10 @@ def make_trainer(model_dir: str | Path, out_dir: str | Path, options: GRPOOption
                         f"{options.batch // options.group}")
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
     model, processor = load_model(model_dir, last)
+    try:
+        RecordingPolicy(model, processor)  # the tokenizer closes replies as the chat template does
+    except ValueError as error:
+        raise GRPOError(f"model folder {str(model_dir)!r}: {error}") from None
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / RUN_FILE, config)
 

@@ -112,10 +112,15 @@ class RecordingPolicy(VLMPolicy):
         with torch.inference_mode():
             output = self.model.generate(**inputs, generation_config=config, tokenizer=tokenizer)
         start = inputs["input_ids"].shape[1]
-        logprobs = torch.stack(output.logits, dim=1).float().div(self.temperature).log_softmax(-1)  # [B, new, vocab]
+        new_tokens = output.sequences[:, start:]
+        # log softmax(logits / T) of each drawn token, step by step (never a [batch, steps, vocab] block).
+        logprobs = torch.stack([
+            step.float().div(self.temperature).log_softmax(-1).gather(-1, new_tokens[:, t, None])[:, 0]
+            for t, step in enumerate(output.logits)
+        ], dim=1).tolist()
         replies = []
         for row, chat in enumerate(chats):
-            sampled, ending = self._reply_tokens(output.sequences[row, start:].tolist())
+            sampled, ending = self._reply_tokens(new_tokens[row].tolist())
             completion = sampled + [self.end_id] if ending == "stop" else sampled
             text = tokenizer.decode(sampled, skip_special_tokens=True)
             mask = inputs["attention_mask"][row].bool()
@@ -125,7 +130,7 @@ class RecordingPolicy(VLMPolicy):
                 prompt_ids=inputs["input_ids"][row][mask].tolist(),
                 images=list(chat.messages()[1]),
                 completion_ids=completion,
-                logprobs=[float(logprobs[row, t, token]) for t, token in enumerate(sampled)],
+                logprobs=logprobs[row][: len(sampled)],
                 text=text,
                 token_fields=per_token,
             ))
