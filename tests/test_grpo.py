@@ -144,6 +144,34 @@ def test_a_step_raises_the_replies_of_the_better_episodes(played):
     assert torch.all(change[advantages > 0] > 0) and torch.all(change[advantages < 0] < 0)
 
 
+def test_micro_batches_split_the_rows_without_dropping_any(played, monkeypatch):
+    """--micro-batches: a step's per-turn rows are split into parts holding every
+    row once, each with its own views, scored as in the whole batch."""
+    trainer, trajectories, batch = played
+    rows = len(batch["advantages"])
+    monkeypatch.setattr(trainer.args, "steps_per_generation", 2)
+    monkeypatch.setattr(trainer, "_generate_and_score_completions", lambda inputs: dict(batch))
+    monkeypatch.setattr(trainer, "_buffered_inputs", None)
+    monkeypatch.setattr(trainer, "_step", 0)
+    trainer.model.train()
+    first = trainer._prepare_inputs([])
+    trainer._step = 1
+    second = trainer._prepare_inputs([])
+    parts = (first, second)
+    assert sum(len(part["advantages"]) for part in parts) == rows and all(len(part["advantages"]) for part in parts)
+    with torch.no_grad():
+        whole = trainer.reply_logprobs(trainer.model, batch)
+        keyed = {tuple(batch["completion_ids"][i].tolist()): whole[i] for i in range(rows)}
+        for part in parts:
+            assert part["pixel_values"].shape[0] == part["image_grid_thw"].prod(-1).sum()
+            assert part["num_items_in_batch"] == batch["completion_mask"].sum()  # the dapo normaliser: the step's tokens
+            scored = trainer.reply_logprobs(trainer.model, part)
+            for i in range(len(part["advantages"])):
+                expected = keyed[tuple(part["completion_ids"][i].tolist())]
+                width = min(len(expected), scored.shape[1])
+                torch.testing.assert_close(scored[i, :width], expected[:width], atol=1e-4, rtol=0)
+
+
 def test_only_model_written_tokens_carry_loss(played):
     """The loss mask covers each turn's sampled reply (+ the <|im_end|> closing it) and nothing else: not the
     prompt, the feedback, the image tokens, nor the earlier replies the next prompts repeat as context."""
