@@ -8,6 +8,7 @@ import sys
 
 from panoseek.envs.env import parse_view_size
 from panoseek.training.dpo_cli import add_dpo_command, add_preferences_command
+from panoseek.training.grpo_cli import add_grpo_command
 from panoseek.training.ppo_cli import add_ppo_command
 from panoseek.training.recipe_cli import add_recipe_command
 
@@ -43,6 +44,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_ppo_command(train_commands)
     add_recipe_command(train_commands)
     add_dpo_command(train_commands)
+    add_grpo_command(train_commands)
     sft = train_commands.add_parser("sft", help="supervised fine-tuning with TRL's SFTTrainer (resumable)")
     sft.add_argument("--model", required=True, metavar="DIR", help="local image-text-to-text model folder")
     sft.add_argument("--data", required=True, metavar="DIR", help="expert-data folder (panoseek data experts)")
