@@ -3,9 +3,11 @@
 Each visual token ``x`` (the merger's output, the language model's width ``H``) passes
 the codebook bottleneck of Embodied-Codebook (:class:`~panoseek.agents.codebook.CodebookBottleneck`:
 256 codes of dimension 10, softmax, dropout 0.1 on the probabilities, projected back),
-its code scores conditioned on the task: the mean input embedding of the sequence's text
-tokens (every token but the vision placeholders and padding; the text carries the
-instruction, and what else it carries is the same for every task). A residual gate
+its code scores conditioned on the task: the mean input embedding of the text before the
+sequence's first image (padding excluded). In panoseek's chats that is the opening message
+with the instruction, and nothing the model writes later (a reply, which training rows
+contain, must not reach the image tokens it follows); in H*'s structure the instruction comes
+after the first view, so the condition is the system prompt, the same for every task. A residual gate
 ``g`` (one value per channel, initialised at zero) mixes the result in::
 
     x' = x + g * (codebook(x, task) - x)
@@ -109,7 +111,8 @@ class VisualFilter(nn.Module):
         images = input_ids == config.image_token_id
         if not bool(images.any()):  # a text-only call, or a decoding step after the prefill
             return
-        text = ~(images | (input_ids == config.video_token_id))
+        # The opening text only: tokens before the first image of each row.
+        text = (torch.cumsum(images.long(), dim=1) == 0) & (input_ids != config.video_token_id)
         mask = kwargs.get("attention_mask")
         if mask is not None and mask.dim() == 2:
             text = text & mask.bool()

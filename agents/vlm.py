@@ -160,6 +160,8 @@ def load_vlm(path: str | os.PathLike, *, dtype: str = "auto", device: str = "cpu
     if dtype not in DTYPES:
         raise VLMError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise VLMError(f"device {device!r}: this PyTorch build sees no CUDA device (give device=cpu)")
     placement = {"device_map": "auto"} if device == "auto" else {}
     try:
         model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch_dtype, local_files_only=True, **placement)
@@ -232,6 +234,8 @@ class VLMPolicy:
         if crop not in cropping.CROP_METHODS:
             raise VLMError(f"crop must be one of {cropping.CROP_METHODS}, got {crop!r}")
         if crop == "none":
+            if layer is not None:
+                raise VLMError(f"crop_layer={layer!r} is given without crop (crop=rel-att, grad-att or funnel)")
             return None
         import panoseek.kernels.hf_attention  # noqa: F401  (registers "panoseek_map")
 

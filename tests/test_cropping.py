@@ -265,3 +265,14 @@ def test_eval_style_crop_arguments(tiny_model_dir):
     agent = make_agent("vlm", model=str(tiny_model_dir), crop="grad-att", crop_layer="0.5", dtype="float32",
                        max_new_tokens=2)
     assert agent.crop == cropping.CropSettings("grad-att", 1)
+
+
+def test_a_crop_layer_without_crop_is_one_clear_error(tiny_model_dir):
+    with pytest.raises(VLMError, match="crop_layer=.* without crop"):
+        VLMAgent(tiny_model_dir, crop_layer=1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_cuda_device_without_cuda_is_one_clear_error(tiny_model_dir):
+    with pytest.raises(VLMError, match="no CUDA device"):
+        load_vlm(tiny_model_dir, device="cuda")

@@ -110,6 +110,21 @@ def test_bucketed_batches_pad_to_a_multiple_of_the_bucket_never_beyond_the_lengt
     assert bucketed["labels"].tolist() == fixed["labels"][:, :width].tolist()
 
 
+def test_the_recipe_refuses_bad_settings_and_foreign_folders_before_any_stage(tmp_path):
+    said: list[str] = []
+    for bad, option in ((TinyRecipe(max_steps=0), "--max-steps"), (TinyRecipe(train_episodes=-1), "--train-episodes"),
+                        (TinyRecipe(second_steps=-1), "--second-steps")):
+        with pytest.raises(ValueError, match=option):
+            run_tiny_recipe(tmp_path / "new", bad, progress=False, say=said.append)
+    assert not (tmp_path / "new").exists() and not said
+    foreign = tmp_path / "foreign"
+    (foreign / "model").mkdir(parents=True)
+    (foreign / "model" / "model.safetensors").write_bytes(b"someone else's weights")
+    with pytest.raises(ValueError, match="holds no recipe run"):
+        run_tiny_recipe(foreign, TinyRecipe(), progress=False, say=said.append)
+    assert (foreign / "model" / "model.safetensors").read_bytes() == b"someone else's weights" and not said
+
+
 @pytest.mark.slow
 def test_the_recipe_runs_every_stage_and_resumes_as_finished(tmp_path):
     recipe = TinyRecipe(size="S", train_episodes=2, val_episodes=1, view_size=VIEW, max_steps=2, save_steps=2,
@@ -126,3 +141,12 @@ def test_the_recipe_runs_every_stage_and_resumes_as_finished(tmp_path):
     again = run_tiny_recipe(tmp_path / "r", recipe, progress=False, say=said.append)
     assert again["step"] == 1 and any("0 new" in line for line in said)
     assert "--agent-arg chat=compact" in recipe.eval_command(tmp_path / "r")
+    with pytest.raises(ValueError, match="other settings"):  # the same folder with another seed
+        run_tiny_recipe(tmp_path / "r", TinyRecipe(**{**recipe.__dict__, "seed": 1}), progress=False, say=said.append)
+
+
+def test_a_limit_below_one_is_one_clear_error(val, tmp_path):
+    for limit in (0, -1):
+        with pytest.raises(ExpertDataError, match="--limit must be a positive"):
+            build_expert_data(val, tmp_path / "d", limit=limit, view_size=VIEW, progress=False)
+    assert not (tmp_path / "d").exists()

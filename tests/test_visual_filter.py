@@ -23,11 +23,12 @@ VIEW = (112, 63)
 
 
 def _inputs(processor, instructions):
-    """A left-padded batch, one view and one instruction per row (rows of different lengths)."""
+    """A left-padded batch, one instruction then one view per row (rows of different lengths), as
+    panoseek's chats open."""
     rng = np.random.default_rng(0)
     views = [Image.fromarray(rng.integers(0, 255, (VIEW[1], VIEW[0], 3), dtype=np.uint8)) for _ in instructions]
     texts = [
-        processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+        processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": text}, {"type": "image"}]}],
                                       tokenize=False, add_generation_prompt=True)
         for text in instructions
     ]
@@ -61,6 +62,27 @@ def test_a_zero_gate_leaves_the_logits_exactly_unchanged(tiny_model_dir):
         scores = model.generate(**inputs, max_new_tokens=1, do_sample=False, output_scores=True,
                                 return_dict_in_generate=True).scores[0]
     torch.testing.assert_close(scores, opened[:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_the_task_condition_never_sees_what_follows_the_first_view(tiny_model_dir):
+    """A training row holds the reply after the view: the filtered image tokens (and all logits
+    before the reply) must not depend on it."""
+    model, processor = load_vlm(tiny_model_dir, dtype="float32")
+    attach_visual_filter(model)
+    _open_gate(model, 1.0)
+    prompt = _inputs(processor, INSTRUCTIONS[:1])
+    width = prompt["input_ids"].shape[1]
+    logits = {}
+    for reply in ("<answer>rotate(90,0)</answer>", "<answer>submit(12,-3)</answer>"):
+        extra = processor.tokenizer(reply, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        inputs = dict(prompt)
+        inputs["input_ids"] = torch.cat([prompt["input_ids"], extra], dim=1)
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        if "mm_token_type_ids" in prompt:
+            inputs["mm_token_type_ids"] = torch.cat([prompt["mm_token_type_ids"], torch.zeros_like(extra)], dim=1)
+        logits[reply] = _logits(model, inputs)[:, :width]
+    first, second = logits.values()
+    assert torch.equal(first, second)
 
 
 def test_code_probabilities_sum_to_one_and_depend_on_the_task():

@@ -179,6 +179,11 @@ def train_dpo(
         reference, _ = load_model(model_dir)
     except SFTError as error:
         raise DPOError(str(error).replace("SFT renders", "DPO renders")) from None
+    from panoseek.agents.visual_filter import visual_filter_of
+
+    if visual_filter_of(model) is not None:
+        raise DPOError(f"model folder {str(model_dir)!r} has a codebook filter (visual_filter.*): DPO does not "
+                       "save or resume it yet; train it with `panoseek train sft --codebook`")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / RUN_FILE, config)
     last = get_last_checkpoint(str(out))

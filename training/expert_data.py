@@ -112,6 +112,8 @@ def build_expert_data(
         raise ExpertDataError(f"--chat must be 'panoseek' or 'compact', got {chat!r}")
     if not isinstance(history, int) or history < 1:
         raise ExpertDataError(f"--history must be a positive number of views, got {history!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ExpertDataError(f"--limit must be a positive number of episodes, got {limit!r}")
     out = Path(out_dir)
     settings = EpisodeSettings(view_size=tuple(view_size), max_turns=max_turns, seed=seed)
     config = {

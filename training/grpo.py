@@ -410,6 +410,11 @@ def load_model(model_dir: str | Path, checkpoint: str | None = None):
     if not getattr(processor, "chat_template", None):
         raise GRPOError(f"model folder {str(model_dir)!r} has no chat template (chat_template.jinja, or chat_template "
                         "in tokenizer_config.json / processor_config.json): GRPO renders the episode chats with it")
+    from panoseek.agents.visual_filter import visual_filter_of
+
+    if visual_filter_of(model) is not None:
+        raise GRPOError(f"model folder {str(model_dir)!r} has a codebook filter (visual_filter.*): GRPO does not save "
+                        "or resume it yet; train it with `panoseek train sft --codebook`")
     if checkpoint is not None:
         from transformers import AutoModelForImageTextToText
 

@@ -186,6 +186,8 @@ def build_preferences(
     from panoseek.scenes import load_suite
 
     expert_dir, out = Path(expert_dir).resolve(), Path(out_dir)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise PreferenceError(f"--limit must be a positive number of episodes, got {limit!r}")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise PreferenceError(f"--samples must be a positive integer, got {samples!r}")
     if not (expert_dir / DATA_FILE).is_file():

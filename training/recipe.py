@@ -28,6 +28,7 @@ from typing import Any, Callable
 from panoseek.training.sft import SFTOptions
 
 MODEL_DIR, TRAIN_DIR, VAL_DIR, SFT_DIR, SFT2_DIR = "model", "data-train", "data-val", "sft", "sft2"
+RUN_FILE = "recipe_run.json"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,16 @@ class TinyRecipe:
     length_bucket: int = 64
     seed: int = 0
 
+    def check(self) -> None:
+        """Refuse bad settings before any stage runs (one clear error naming the option)."""
+        for name in ("train_episodes", "val_episodes", "max_steps", "save_steps", "batch_size", "length_bucket"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if isinstance(self.second_steps, bool) or not isinstance(self.second_steps, int) or self.second_steps < 0:
+            raise ValueError(f"--second-steps must be 0 or a positive integer, got {self.second_steps!r}")
+        self.sft_options().check()
+
     def sft_options(self, second: bool = False) -> SFTOptions:
         return SFTOptions(
             max_steps=self.second_steps if second else self.max_steps, save_steps=self.save_steps,
@@ -69,6 +80,28 @@ class TinyRecipe:
                 "--agent-arg max_new_tokens=24 --batch-size 16")
 
 
+def _claim(out: Path, recipe: TinyRecipe) -> None:
+    """Make ``out`` this recipe's folder, or refuse it: a folder of another run or of anything
+    else is left untouched (the identity is every setting, written before the first stage)."""
+    from dataclasses import asdict
+
+    from panoseek.envs.eval.records import config_mismatch, read_json, write_json
+
+    config = {"recipe": "tiny", **{key: list(v) if isinstance(v, tuple) else v for key, v in asdict(recipe).items()}}
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    if (out / RUN_FILE).is_file():
+        mismatch = config_mismatch(read_json(out / RUN_FILE), config, config.keys())
+        if mismatch:
+            raise ValueError(f"--out {str(out)!r} holds a recipe run with other settings ({'; '.join(mismatch)}); "
+                             "give a new folder (nothing there was changed)")
+    elif out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"--out {str(out)!r} is not empty and holds no recipe run ({RUN_FILE}); give a new folder "
+                         "(nothing there was changed)")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / RUN_FILE, config)
+
+
 def _model_ready(folder: Path) -> bool:
     return (folder / "model.safetensors").is_file() and (folder / "chat_template.jinja").is_file()
 
@@ -84,11 +117,14 @@ def run_tiny_recipe(
     from panoseek.training.expert_data import build_expert_data
     from panoseek.training.sft import train_sft
 
+    recipe.check()
     out = Path(out_dir)
+    _claim(out, recipe)
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
     if not _model_ready(out / MODEL_DIR):
         say(f"[1/5] tiny model {recipe.size} -> {out / MODEL_DIR}")
+        # force: a model/ cut short by an interruption holds only the tiny model's own files
         build_tiny_model(out / MODEL_DIR, size=recipe.size, seed=recipe.seed, force=True, max_pixels=recipe.max_pixels)
     seconds["model"] = time.perf_counter() - tick
     for stage, (folder, suite, episodes) in enumerate(

@@ -18,7 +18,7 @@ def add_recipe_command(train_commands: argparse._SubParsersAction) -> None:
                     "SFT, each stage resumable (rerun the same command after an interruption).",
     )
     recipe.add_argument("name", choices=("tiny",), help="the recipe: 'tiny' (size-M model, CPU, about 90 minutes)")
-    recipe.add_argument("--out", required=True, metavar="DIR", help="recipe folder: model/, data-train/, data-val/, sft/")
+    recipe.add_argument("--out", required=True, metavar="DIR", help="recipe folder: model/, data-train/, data-val/, sft/, sft2/ (rerun to resume)")
     recipe.add_argument("--train-episodes", type=int, default=defaults.train_episodes,
                         help=f"expert episodes of synth:train (default {defaults.train_episodes})")
     recipe.add_argument("--max-steps", type=int, default=defaults.max_steps,
