@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panoseek.agents.vlm import VLMAgent, VLMPolicy
+from panoseek.agents.vlm import VLMAgent
 from panoseek.cli import main
 from panoseek.envs.eval.runner import make_env
 from panoseek.envs.rollout import EpisodeSettings, play
 from panoseek.training.dataset import DatasetError, load_sft_dataset, read_rows
 from panoseek.training.expert_data import EPISODES_FILE, ExpertDataError, build_expert_data, plan
 from panoseek.training.sharegpt import export_sharegpt
+from scripted_policy import ScriptedPolicy
 
 VIEW = (112, 63)
 
@@ -33,17 +34,6 @@ def data_dir(val, tmp_path_factory):
     build_expert_data(val, out, limit=6, view_size=VIEW, history=2, progress=False)
     return out
 
-
-class ScriptedPolicy(VLMPolicy):
-    """A policy that answers with given replies and keeps the chats it was asked about."""
-
-    def __init__(self, replies):
-        self.replies, self.asked = list(replies), []
-
-    def generate(self, chats, seed=None):
-        messages, images = chats[0].messages()
-        self.asked.append((messages, [np.asarray(image) for image in images]))
-        return [self.replies[len(self.asked) - 1]]
 
 
 def test_rows_are_the_chat_the_vlm_agent_sees(val, data_dir):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from panoseek.agents.chat import EpisodeChat
-from panoseek.agents.vlm import VLMAgent, VLMError, VLMPolicy
+from panoseek.agents.vlm import VLMAgent, VLMError
 from panoseek.envs.eval.runner import make_env
 from panoseek.envs.rollout import EpisodeSettings, play
 from panoseek.training.collator import LastReplyCollator
@@ -19,6 +19,7 @@ from panoseek.training.dataset import load_sft_dataset, read_rows
 from panoseek.training.expert_data import EPISODES_FILE, ExpertDataError, build_expert_data, plan
 from panoseek.training.recipe import SFT2_DIR, TinyRecipe, run_tiny_recipe
 from panoseek.training.sft import load_model, row_lengths
+from scripted_policy import ScriptedPolicy
 
 VIEW = (112, 63)
 
@@ -36,17 +37,6 @@ def compact_dir(val, tmp_path_factory):
     build_expert_data(val, out, limit=4, prompt_format="no_think", chat="compact", view_size=VIEW, progress=False)
     return out
 
-
-class ScriptedPolicy(VLMPolicy):
-    """Answers with given replies and keeps the chats it was asked about."""
-
-    def __init__(self, replies):
-        self.replies, self.asked = list(replies), []
-
-    def generate(self, chats, seed=None):
-        messages, images = chats[0].messages()
-        self.asked.append((messages, [np.asarray(image) for image in images]))
-        return [self.replies[len(self.asked) - 1]]
 
 
 def _observation(yaw: float) -> dict:
