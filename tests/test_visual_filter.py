@@ -200,3 +200,19 @@ def test_a_resumed_codebook_run_matches_the_uninterrupted_run(tiny_model_dir, da
     assert train_sft(tiny_model_dir, data_dir, tmp_path / "cut", options, progress=False)["finished"]
     whole, cut = load_file(tmp_path / "whole/final" / FILTER_WEIGHTS), load_file(tmp_path / "cut/final" / FILTER_WEIGHTS)
     assert whole.keys() == cut.keys() and all(torch.allclose(whole[k], cut[k], atol=1e-5) for k in whole)
+
+
+def test_dpo_and_grpo_refuse_a_model_with_a_filter_they_would_drop(tiny_model_dir, tmp_path):
+    from panoseek.training import grpo, sft
+
+    model, _ = load_vlm(tiny_model_dir, dtype="float32")
+    attach_visual_filter(model, seed=3)
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    save_visual_filter(model, folder)
+    loaded, _ = sft.load_model(folder)  # SFT trains and saves the filter
+    assert visual_filter_of(loaded) is not None
+    with pytest.raises(sft.SFTError, match="has a codebook filter .*DPO does not save"):
+        sft.load_model(folder, trainer="DPO")
+    with pytest.raises(grpo.GRPOError, match="has a codebook filter .*GRPO does not save"):
+        grpo.load_model(folder)

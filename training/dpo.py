@@ -175,15 +175,10 @@ def train_dpo(
     train_set = load_preference_dataset(pairs_dir)
     eval_set = None if eval_path is None else load_preference_dataset(eval_path)
     try:
-        model, processor = load_model(model_dir)
-        reference, _ = load_model(model_dir)
+        model, processor = load_model(model_dir, trainer="DPO")
+        reference, _ = load_model(model_dir, trainer="DPO")
     except SFTError as error:
-        raise DPOError(str(error).replace("SFT renders", "DPO renders")) from None
-    from panoseek.agents.visual_filter import visual_filter_of
-
-    if visual_filter_of(model) is not None:
-        raise DPOError(f"model folder {str(model_dir)!r} has a codebook filter (visual_filter.*): DPO does not "
-                       "save or resume it yet; train it with `panoseek train sft --codebook`")
+        raise DPOError(str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / RUN_FILE, config)
     last = get_last_checkpoint(str(out))

@@ -36,7 +36,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import shutil
 import time
 import types
 from dataclasses import asdict, dataclass, replace
@@ -44,9 +43,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from panoseek.agents.chat import STRUCTURES
-from panoseek.envs.eval.records import config_mismatch, read_json, write_json
+from panoseek.envs.eval.records import read_json, write_json
 from panoseek.envs.protocol import PROMPT_FORMATS
 from panoseek.envs.rollout import EpisodeSettings, EpisodeSpec, episode_id, episode_seed
+from panoseek.training import sft
 from panoseek.training.trajectories import RecordingPolicy, Trajectory, play_trajectories
 
 RUN_FILE = "grpo_run.json"
@@ -54,7 +54,6 @@ SUMMARY_FILE = "grpo_summary.json"
 PROGRESS_FILE = "progress.jsonl"
 CURVES_FILE = "curves.png"
 FINAL_DIR = "final"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
 
 
 class GRPOError(ValueError):
@@ -396,25 +395,15 @@ def _is_scalar(value: Any) -> bool:
 
 
 def load_model(model_dir: str | Path, checkpoint: str | None = None):
-    """``(model, processor)`` in fp32 as the ``vlm`` agent loads them; the folder must have a chat template.
+    """``(model, processor)`` as :func:`panoseek.training.sft.load_model` loads them for training.
 
     With ``checkpoint`` the weights come from it, while the model keeps the base folder as its
     name (TRL builds the KL reference model from that name: the starting model, not the checkpoint).
     """
-    from panoseek.agents.vlm import VLMError, load_vlm
-
     try:
-        model, processor = load_vlm(model_dir, dtype="float32")
-    except VLMError as error:
+        model, processor = sft.load_model(model_dir, trainer="GRPO")
+    except sft.SFTError as error:
         raise GRPOError(str(error)) from None
-    if not getattr(processor, "chat_template", None):
-        raise GRPOError(f"model folder {str(model_dir)!r} has no chat template (chat_template.jinja, or chat_template "
-                        "in tokenizer_config.json / processor_config.json): GRPO renders the episode chats with it")
-    from panoseek.agents.visual_filter import visual_filter_of
-
-    if visual_filter_of(model) is not None:
-        raise GRPOError(f"model folder {str(model_dir)!r} has a codebook filter (visual_filter.*): GRPO does not save "
-                        "or resume it yet; train it with `panoseek train sft --codebook`")
     if checkpoint is not None:
         from transformers import AutoModelForImageTextToText
 
@@ -424,17 +413,11 @@ def load_model(model_dir: str | Path, checkpoint: str | None = None):
 
 
 def check_out_dir(out: Path, config: dict[str, Any]) -> None:
-    """Refuse an output folder that holds anything but this same run (nothing is touched)."""
-    if out.exists() and not out.is_dir():
-        raise GRPOError(f"--out {str(out)!r} exists and is not a folder")
-    if (out / RUN_FILE).exists():
-        mismatch = config_mismatch(read_json(out / RUN_FILE), config, config.keys())
-        if mismatch:
-            raise GRPOError(f"--out {str(out)!r} holds another GRPO run ({'; '.join(mismatch)}); give a new folder "
-                            "(nothing there was changed)")
-    elif out.is_dir() and any(out.iterdir()):
-        raise GRPOError(f"--out {str(out)!r} is not empty and holds no panoseek GRPO run ({RUN_FILE}); "
-                        "give a new folder (nothing there was changed)")
+    """Refuse an output folder that holds anything but this same run (SFT's check, GRPO's run file)."""
+    try:
+        sft.check_out_dir(out, config, RUN_FILE, "GRPO")
+    except sft.SFTError as error:
+        raise GRPOError(str(error)) from None
 
 
 def start_rows(tasks: Sequence[Any]):
@@ -581,9 +564,7 @@ def train_grpo(
         return summary
     final = out / FINAL_DIR
     trainer.save_model(str(final))
-    for file in sorted(model_dir.iterdir()):
-        if file.is_file() and not file.name.endswith(_WEIGHT_SUFFIXES) and not (final / file.name).exists():
-            shutil.copy2(file, final / file.name)
+    sft.copy_processor_files(model_dir, final)
     (final / "panoseek_grpo.json").write_text(json.dumps(
         {"prompt_format": options.prompt_format, "history": options.history, "chat": options.chat}, indent=2) + "\n")
     plot_grpo_curves(state.log_history, out)

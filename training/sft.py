@@ -82,9 +82,12 @@ class SFTOptions:
             raise SFTError(f"--lr must be a positive number, got {self.lr!r}")
 
 
-def load_model(model_dir: str | Path):
+def load_model(model_dir: str | Path, trainer: str = "SFT"):
     """``(model, processor)`` from a local folder, in fp32 for training, as the ``vlm`` agent
-    loads them; the folder must have a chat template."""
+    loads them; the folder must have a chat template. ``trainer`` names the caller in the
+    errors; trainers other than SFT refuse a model with a codebook filter, which only SFT
+    saves and resumes."""
+    from panoseek.agents.visual_filter import visual_filter_of
     from panoseek.agents.vlm import VLMError, load_vlm
 
     try:
@@ -93,7 +96,10 @@ def load_model(model_dir: str | Path):
         raise SFTError(str(error)) from None
     if not getattr(processor, "chat_template", None):
         raise SFTError(f"model folder {str(model_dir)!r} has no chat template (chat_template.jinja, or chat_template "
-                       "in tokenizer_config.json / processor_config.json): SFT renders conversations with it")
+                       f"in tokenizer_config.json / processor_config.json): {trainer} renders conversations with it")
+    if trainer != "SFT" and visual_filter_of(model) is not None:
+        raise SFTError(f"model folder {str(model_dir)!r} has a codebook filter (visual_filter.*): {trainer} does not "
+                       "save or resume it yet; train it with `panoseek train sft --codebook`")
     return model, processor
 
 
