@@ -121,7 +121,9 @@ class PanoramaSearchEnv(gym.Env):
     (None or ``"rgb_array"``), ``distance_reward``, ``panorama_cache`` (how many
     decoded panoramas to keep, each as a ``PreparedPanorama``: 4 bytes a pixel; panoramas
     are loaded lazily, and tasks sharing one (``Task.panorama_id``, or the same file)
-    share its copy), ``diagnostics``, ``zoom`` (see Action Space).
+    share its copy; or a :class:`~panoseek.envs.panorama_cache.PanoramaCache` shared by
+    environments over the same tasks, as the runner's batch slots share one),
+    ``diagnostics``, ``zoom`` (see Action Space).
 
     ``timings`` accumulates the seconds spent loading panoramas (``load_s``) and
     rendering views (``render_s``, loading included), for the evaluation records.
@@ -139,7 +141,7 @@ class PanoramaSearchEnv(gym.Env):
         crosshair: bool | int = True,
         render_mode: str | None = None,
         distance_reward: bool = False,
-        panorama_cache: int = 4,
+        panorama_cache: int | PanoramaCache = 4,
         diagnostics: bool = False,
         zoom: bool = False,
     ) -> None:
@@ -151,8 +153,9 @@ class PanoramaSearchEnv(gym.Env):
             raise ValueError(f"max_turns must be a positive integer, got {max_turns!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        if isinstance(panorama_cache, bool) or not isinstance(panorama_cache, int) or panorama_cache < 1:
-            raise ValueError(f"panorama_cache must be a positive integer, got {panorama_cache!r}")
+        if not isinstance(panorama_cache, PanoramaCache) and (
+                isinstance(panorama_cache, bool) or not isinstance(panorama_cache, int) or panorama_cache < 1):
+            raise ValueError(f"panorama_cache must be a positive integer or a PanoramaCache, got {panorama_cache!r}")
         if not isinstance(crosshair, bool) and not (isinstance(crosshair, (int, np.integer)) and crosshair > 0):
             raise ValueError(f"crosshair must be True, False or a positive arm length in pixels, got {crosshair!r}")
         self.fov_deg = float(fov_deg)
@@ -188,7 +191,7 @@ class PanoramaSearchEnv(gym.Env):
             **({"zoom": spaces.Discrete(2), "fov": spaces.Box(ZOOM_MIN_FOV, self.fov_deg, (), np.float32)} if zoom else {}),
         )
 
-        self._panoramas = PanoramaCache(panorama_cache, self.timings)
+        self._panoramas = panorama_cache if isinstance(panorama_cache, PanoramaCache) else PanoramaCache(panorama_cache)
         self._task_index: int | None = None
         self._start_index = 0
         self._yaw = 0.0
@@ -288,7 +291,7 @@ class PanoramaSearchEnv(gym.Env):
         self._zooms += 1
         start = time.perf_counter()
         view = render_view(
-            self._panoramas.get(self.tasks, self._task_index), action.yaw, action.pitch,
+            self._panoramas.get(self.tasks, self._task_index, self.timings), action.yaw, action.pitch,
             fov_deg=action.fov, size=self.view_size
         )
         self.timings["render_s"] += time.perf_counter() - start
@@ -311,7 +314,7 @@ class PanoramaSearchEnv(gym.Env):
     def _render_current(self) -> np.ndarray:
         start = time.perf_counter()
         view = render_view(
-            self._panoramas.get(self.tasks, self._task_index), self._yaw, self._pitch,
+            self._panoramas.get(self.tasks, self._task_index, self.timings), self._yaw, self._pitch,
             fov_deg=self.fov_deg, size=self.view_size
         )
         if self.crosshair is not False:

@@ -16,22 +16,24 @@ from panoseek.envs.task import Task, panorama_key
 
 
 class PanoramaCache:
-    """The ``size`` most recently used panoramas; loading time is added to ``timings["load_s"]``."""
+    """The ``size`` most recently used panoramas (one cache may serve several environments)."""
 
-    def __init__(self, size: int, timings: MutableMapping[str, float]) -> None:
+    def __init__(self, size: int) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"a panorama cache holds a positive number of panoramas, got {size!r}")
         self.size = size
-        self.timings = timings
         self._entries: OrderedDict[str, PreparedPanorama] = OrderedDict()
 
-    def get(self, tasks: Sequence[Task], task_index: int) -> PreparedPanorama:
-        """The prepared panorama of ``tasks[task_index]``, loaded on first use."""
+    def get(self, tasks: Sequence[Task], task_index: int, timings: MutableMapping[str, float]) -> PreparedPanorama:
+        """The prepared panorama of ``tasks[task_index]``, loaded on first use; the loading
+        time is added to the caller's ``timings["load_s"]``."""
         key = panorama_key(tasks[task_index], task_index)
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
         start = time.perf_counter()
         self._entries[key] = PreparedPanorama(tasks[task_index].load_panorama())
-        self.timings["load_s"] += time.perf_counter() - start
+        timings["load_s"] += time.perf_counter() - start
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return self._entries[key]

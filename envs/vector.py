@@ -142,7 +142,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         self.working_set = None if working_set is None else min(working_set, len(self._groups))
         self.swap_every = swap_every
         self.timings = {"load_s": 0.0, "render_s": 0.0}
-        self._cache = PanoramaCache(self.working_set or num_envs + 4, self.timings)
+        self._cache = PanoramaCache(self.working_set or num_envs + 4)
 
         self.renderer, self.device = renderer, device
         self._gpu: dict[str, Any] = {}  # panorama key -> its pixels on the device (torch renderer)
@@ -278,7 +278,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
 
     def _panorama(self, task_index: int) -> PreparedPanorama:
         """A task's prepared panorama, from a cache shared by the episodes of all environments."""
-        return self._cache.get(self.tasks, task_index)
+        return self._cache.get(self.tasks, task_index, self.timings)
 
     def _render(self, indices: np.ndarray, out: np.ndarray) -> None:
         """Render the current view of each environment in ``indices`` into ``out[i]``."""

@@ -1,7 +1,8 @@
 """Curves of a training run as PNGs, redrawn at every checkpoint and at the end.
 
 :func:`plot_curves` is SFT's loss (train and val); :func:`plot_panels` draws one panel per
-logged metric (DPO's loss, reward margin and preference accuracy).
+logged metric (DPO's loss, reward margin and preference accuracy; GRPO's reward, success,
+format rate, KL, reply length and turns).
 """
 
 from __future__ import annotations
@@ -40,27 +41,34 @@ def plot_curves(log_history: list[dict[str, Any]], out_dir: str | Path) -> Path:
     return path
 
 
-def plot_panels(log_history: list[dict[str, Any]], out_dir: str | Path, panels: Sequence[tuple[str, str]],
-                file: str) -> Path:
+def plot_panels(log_history: Sequence[dict[str, Any]], out_dir: str | Path, panels: Sequence[tuple[str, str]],
+                file: str, *, columns: int | None = None, missing: dict[str, str] | None = None) -> Path:
     """One panel per ``(key, label)`` against the step (train points as a line, ``eval_<key>``
-    points as dots) into ``out_dir/file``."""
+    points as dots) into ``out_dir/file``, ``columns`` panels a row (default: one row). A
+    panel with no points says so (``missing[key]``, default "not logged")."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), dpi=100, squeeze=False)
-    for ax, (key, label) in zip(axes[0], panels):
-        for name, style, legend in ((key, "-", "train"), (f"eval_{key}", "o-", "val")):
-            points = [(entry["step"], entry[name]) for entry in log_history if name in entry]
+    columns = columns or len(panels)
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.7 * columns, 2.9 * rows), dpi=100, squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels):
+        for name, style, legend in ((key, ".-", "train"), (f"eval_{key}", "o-", "val")):
+            points = [(entry["step"], entry[name]) for entry in log_history if entry.get(name) is not None]
             if points:
                 steps, values = zip(*points)
                 ax.plot(steps, values, style, label=legend)
+        if not ax.lines:
+            ax.text(0.5, 0.5, (missing or {}).get(key, "not logged"), ha="center", va="center", transform=ax.transAxes)
+        elif any(line.get_label() == "val" for line in ax.lines):
+            ax.legend()
         ax.set_xlabel("step")
         ax.set_title(label)
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend()
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     figure.tight_layout()
     path = Path(out_dir) / file
     figure.savefig(path)

@@ -435,27 +435,9 @@ CURVE_PANELS = (
 
 def plot_grpo_curves(log_history: Sequence[dict[str, Any]], out_dir: str | Path) -> Path:
     """Reward, success, format rate, KL, reply length and turns per step, into ``out_dir/curves.png``."""
-    import matplotlib
+    from panoseek.training.curves import plot_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(2, 3, figsize=(11, 5.5), dpi=100)
-    for axis, (key, title) in zip(axes.flat, CURVE_PANELS):
-        points = [(entry["step"], entry[key]) for entry in log_history if entry.get(key) is not None]
-        if points:
-            axis.plot(*zip(*points), ".-")
-        else:
-            axis.text(0.5, 0.5, "not logged" if key != "kl" else "beta = 0", ha="center", va="center",
-                      transform=axis.transAxes)
-        axis.set_title(title)
-        axis.set_xlabel("step")
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    path = Path(out_dir) / CURVES_FILE
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return plot_panels(log_history, out_dir, CURVE_PANELS, CURVES_FILE, columns=3, missing={"kl": "beta = 0"})
 
 
 def _callbacks(out: Path):

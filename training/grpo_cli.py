@@ -28,7 +28,7 @@ _HELP = {
     "reward": f"episode reward: {', '.join(sorted(REWARDS))} (default hstar: 0.5 success + 0.5 format)",
     "prompt_format": "free_think, no_think or grounding (default free_think)",
     "chat": "chat structure, as the vlm agent's chat option: panoseek, compact (models of panoseek train recipe "
-            "tiny) or hstar (default: panoseek, hstar under the H* parser)",
+            "tiny) or hstar (H*'s prompts; default panoseek)",
     "view_size": "WIDTHxHEIGHT of the views (default 448x252)",
     "max_steps": "optimizer steps (default 100)",
     "save_steps": "checkpoint every N steps (default 10)",
