@@ -20,8 +20,10 @@ A row is ``{"id", "messages": [...], "images": ["images/..png", ...]}``: the ``m
 (the ``vlm`` agent's ``turns_left=true``). ``short_budgets`` (a share P, with ``turns_left``)
 plays a seeded share of the episodes with a turn budget of 3..max_turns-1
 (:func:`episode_budget`), so the data shows the expert submitting on its last turn, which
-full-budget episodes almost never reach; each record says its budget (``max_turns``). Lines are appended and flushed per
-episode, so a rerun with the same settings continues where the last one stopped.
+full-budget episodes almost never reach; each record says its budget (``max_turns``).
+
+Lines are appended and flushed per episode, so a rerun with the same settings continues
+where the last one stopped.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def build_expert_data(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ExpertDataError(f"--limit must be a positive number of episodes, got {limit!r}")
     if not isinstance(turns_left, bool):
-        raise ExpertDataError(f"turns_left must be True or False, got {turns_left!r}")
+        raise ExpertDataError(f"--turns-left must be True or False, got {turns_left!r}")
     if (isinstance(short_budgets, bool) or not isinstance(short_budgets, (int, float))
             or not math.isfinite(short_budgets) or not 0.0 <= short_budgets <= 1.0):
         raise ExpertDataError(f"--short-budgets must be a share in [0, 1], got {short_budgets!r}")
