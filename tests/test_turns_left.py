@@ -70,6 +70,7 @@ def test_each_user_turn_ends_with_the_turns_left_and_nothing_else_changes(struct
         else:
             assert with_note == without
 
+
 def test_the_vlm_agent_adds_the_note_only_when_asked():
     info = {"kind": "HOS", "instruction": "Find it.", "seed": 0, "max_turns": 10}
     plain, noted = VLMAgent(ScriptedPolicy([]), chat="compact"), VLMAgent(ScriptedPolicy([]), chat="compact", turns_left="true")
