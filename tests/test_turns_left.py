@@ -143,11 +143,13 @@ def test_a_share_outside_0_1_is_one_clear_error(val, tmp_path, share):
     assert not (tmp_path / "d").exists()
 
 
-def test_short_budgets_without_turns_left_is_one_clear_error(tmp_path, capsys):
-    out = tmp_path / "cli"
-    assert main(["data", "experts", "--suite", "synth:val", "--out", str(out), "--limit", "1", "--view-size", "112x63",
-                 "--short-budgets", "0.3", "--no-progress"]) == 2
-    assert "--short-budgets 0.3 needs --turns-left" in capsys.readouterr().err and not out.exists()
+def test_the_cli_takes_the_options_and_refuses_short_budgets_without_turns_left(tmp_path, capsys):
+    command = ["data", "experts", "--suite", "synth:val", "--limit", "1", "--view-size", "112x63", "--no-progress"]
+    assert main([*command, "--out", str(tmp_path / "bad"), "--short-budgets", "0.3"]) == 2
+    assert "--short-budgets 0.3 needs --turns-left" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main([*command, "--out", str(tmp_path / "good"), "--turns-left", "--short-budgets", "0.3"]) == 0
+    info = json.loads((tmp_path / "good" / DATA_FILE).read_text())
+    assert info["turns_left"] is True and info["short_budgets"] == 0.3
 
 
 def test_the_note_is_refused_for_the_hstar_chat_and_bad_budgets_and_turns_are_named():
