@@ -45,6 +45,11 @@ COMPACT = "compact"
 STRUCTURES = ("panoseek", COMPACT, HSTAR)
 
 
+def turns_left_note(left: int) -> str:
+    """The end of a user turn's text: ``" 3 turns left."``, ``" 1 turn left: this is the last one."``."""
+    return " 1 turn left: this is the last one." if left == 1 else f" {left} turns left."
+
+
 @dataclass
 class _Turn:
     image: Image.Image  # converted once, when observed, and reused while in the window
@@ -63,6 +68,7 @@ class EpisodeChat:
     prompt_format: str = "free_think"
     history: int = 2
     structure: str = "panoseek"  # "compact" (one-line opening) or "hstar" (see the module docstring)
+    max_turns: int | None = None  # the turn budget: each user turn then says how many turns are left
     turns: list[_Turn] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -70,6 +76,11 @@ class EpisodeChat:
             raise ValueError(f"history must be a positive number of views, got {self.history!r}")
         if self.structure not in STRUCTURES:
             raise ValueError(f"structure must be one of {STRUCTURES}, got {self.structure!r}")
+        if self.max_turns is not None:
+            if isinstance(self.max_turns, bool) or not isinstance(self.max_turns, int) or self.max_turns < 1:
+                raise ValueError(f"max_turns must be a positive number of turns or None, got {self.max_turns!r}")
+            if self.structure == HSTAR:
+                raise ValueError("max_turns (the turns-left note) is not for structure 'hstar': H*'s prompts are fixed")
         if self.structure == HSTAR:
             self.prompt = hstar_system_prompt(self.kind, self.prompt_format)
         elif self.structure == COMPACT:
@@ -86,7 +97,18 @@ class EpisodeChat:
             raise ValueError(f"observation 'image' must be an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
         yaw, pitch = (float(angle) for angle in observation["heading"])
         feedback = str(observation.get("feedback") or "").strip() or f"{feedback_text(yaw, pitch)}."
+        if self.max_turns is not None:
+            feedback += turns_left_note(self._turns_left(observation))
         self.turns.append(_Turn(Image.fromarray(image.copy()), feedback, (yaw, pitch)))
+
+    def _turns_left(self, observation: dict[str, Any]) -> int:
+        """Turns left including this one, from the observation's 0-based ``turn``."""
+        if "turn" not in observation:
+            raise ValueError("observation has no 'turn' (0-based), which the turns-left note needs (max_turns is set)")
+        left = self.max_turns - int(observation["turn"])
+        if left < 1:
+            raise ValueError(f"observation 'turn' {observation['turn']!r} is beyond the budget of {self.max_turns} turns")
+        return left
 
     def add_crops(self, crops: list[Image.Image]) -> None:
         """Attach crops of the last observed view (before the model replies to it)."""

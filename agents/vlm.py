@@ -383,6 +383,9 @@ class VLMAgent:
             crops of each view, sent with it (:mod:`panoseek.agents.cropping`).
         crop_layer: the decoder layer whose attention is read: an index, or a fraction of
             the depth in (0, 1); default 0.6 of the depth (ViCrop's 22 of 36 layers).
+        turns_left: end every user turn with how many turns of the budget are left
+            (``task_info["max_turns"]``; models trained on ``panoseek data experts --turns-left``
+            data); not with the ``hstar`` chat.
     """
 
     def __init__(
@@ -400,11 +403,15 @@ class VLMAgent:
         max_new_tokens: int = 256,
         crop: str = "none",
         crop_layer: int | float | str | None = None,
+        turns_left: bool | str = False,
     ) -> None:
         if prompt_format not in PROMPT_FORMATS:
             raise VLMError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
         if chat is not None and chat not in STRUCTURES:
             raise VLMError(f"chat must be one of {STRUCTURES}, got {chat!r}")
+        self.turns_left = _as_bool(turns_left)
+        if self.turns_left and chat == "hstar":
+            raise VLMError("turns_left=true is not for chat=hstar (H*'s prompts are fixed)")
         if isinstance(model, VLMPolicy):
             self.policy = model
         else:
@@ -429,7 +436,12 @@ class VLMAgent:
     def reset(self, task_info: dict[str, Any]) -> None:
         # Under the H* protocol (``panoseek eval --preset hstar``) the chat takes H*'s structure too.
         structure = self.structure or ("hstar" if task_info.get("strict") == "hstar" else "panoseek")
-        self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history, structure)
+        if self.turns_left and structure == "hstar":
+            raise VLMError("turns_left=true is not for the hstar chat (the default under --preset hstar); "
+                           "give chat=panoseek or chat=compact")
+        max_turns = int(task_info["max_turns"]) if self.turns_left else None
+        self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history, structure,
+                                max_turns)
         self.seed = int(task_info.get("seed", 0))
 
     def act(self, observation: dict[str, Any]) -> str:

@@ -125,7 +125,8 @@ def test_the_recipe_runs_every_stage_and_resumes_as_finished(tmp_path):
     final = tmp_path / "r" / SFT2_DIR / "final"
     assert recipe.final_model(tmp_path / "r") == final
     assert json.loads((final / "panoseek_sft.json").read_text()) == {"prompt_format": "no_think", "chat": "compact",
-                                                                     "history": 2}
+                                                                     "history": 2, "turns_left": False,
+                                                                     "short_budgets": 0.0}
     assert json.loads((final / "preprocessor_config.json").read_text())["size"]["longest_edge"] == recipe.max_pixels
     said.clear()
     again = run_tiny_recipe(tmp_path / "r", recipe, progress=False, say=said.append)

@@ -30,6 +30,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     experts.add_argument("--history", type=int, default=2, help="views kept as images in the chat (default 2)")
     experts.add_argument("--view-size", default="448x252", help="WIDTHxHEIGHT of the views (default 448x252)")
     experts.add_argument("--seed", type=int, default=0, help="run seed: episode seeds, the expert's scan (default 0)")
+    experts.add_argument("--turns-left", action="store_true",
+                         help="end every user turn with how many turns are left; evaluate with "
+                              "--agent-arg turns_left=true")
+    experts.add_argument("--short-budgets", type=float, default=0.0, metavar="P",
+                         help="with --turns-left: play a seeded share P of the episodes with a budget of "
+                              "3..9 turns, so the data shows last-turn submissions (default 0)")
     experts.add_argument("--no-progress", action="store_true", help="no progress bar")
     experts.set_defaults(handler=run_experts)
 
@@ -83,7 +89,8 @@ def run_experts(args: argparse.Namespace) -> int:
         suite = load_suite(args.suite)
         counts = build_expert_data(
             suite, args.out, limit=args.limit, prompt_format=args.prompt_format, chat=args.chat, history=args.history,
-            view_size=parse_view_size(args.view_size), seed=args.seed, progress=not args.no_progress,
+            view_size=parse_view_size(args.view_size), seed=args.seed, turns_left=args.turns_left,
+            short_budgets=args.short_budgets, progress=not args.no_progress,
         )
     except (ExpertDataError, SuiteError, ValueError, OSError) as error:
         print(f"panoseek data experts: {error}", file=sys.stderr)

@@ -319,7 +319,9 @@ def train_sft(
         save_visual_filter(trainer.model, final)
     copy_processor_files(model_dir, final)
     plot_curves(state.log_history, out)
+    # How the data's chat was rendered, which is how to evaluate the model (older data: the defaults).
+    rendered = {"prompt_format": None, "chat": "panoseek", "history": None, "turns_left": False, "short_budgets": 0.0}
     (final / "panoseek_sft.json").write_text(json.dumps(
-        {key: data_info.get(key, "panoseek" if key == "chat" else None) for key in ("prompt_format", "chat", "history")}, indent=2) + "\n")
+        {key: data_info.get(key, default) for key, default in rendered.items()}, indent=2) + "\n")
     write_json(out / SUMMARY_FILE, summary)
     return summary
