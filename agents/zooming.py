@@ -91,9 +91,9 @@ def zoom_toward(box: Box, view_size: tuple[int, int], heading: Sequence[float], 
 def _farthest(start: np.ndarray, goal: np.ndarray, inside: Any) -> np.ndarray:
     """The point of the segment from ``start`` (where ``inside`` holds) to ``goal`` farthest
     from ``start`` where ``inside`` holds, by bisection (``start`` itself if none nearer)."""
-    low, high = 0.0, 1.0
     if inside(goal):
         return goal
+    low, high = 0.0, 1.0
     for _ in range(BISECTIONS):
         middle = (low + high) / 2
         low, high = (middle, high) if inside(start + middle * (goal - start)) else (low, middle)
