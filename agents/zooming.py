@@ -26,8 +26,8 @@ from PIL import Image
 
 from panoseek.agents.cropping import Box
 from panoseek.envs.agent import zoom
-from panoseek.envs.geometry import view_inside_view, view_position, view_pixel_lonlat, wrap_yaw
-from panoseek.envs.protocol import ZOOM, ZOOM_MIN_FOV, format_action, format_reply
+from panoseek.envs.geometry import view_pixel_lonlat, view_position, wrap_yaw
+from panoseek.envs.protocol import ZOOM, ZOOM_MIN_FOV, format_action, format_reply, zoom_inside_view
 
 WIDEST = 0.999  # the widest zoom's half-width in the image plane, as a share of the view's (it must be narrower)
 BISECTIONS = 16  # steps of the search for how far a zoom may move toward its box
@@ -75,7 +75,7 @@ def zoom_toward(box: Box, view_size: tuple[int, int], heading: Sequence[float], 
 
     while True:
         def inside(point: np.ndarray) -> bool:
-            return view_inside_view(*direction(point), fov * (1 + MARGIN), yaw0, pitch0, fov_deg, width, height)
+            return zoom_inside_view(*direction(point), fov * (1 + MARGIN), yaw0, pitch0, fov_deg, width, height)
 
         # The zoom toward the view's centre always fits (it is narrower than the view): move
         # it toward the target as far as it still fits, first straight, then along each axis.

@@ -13,10 +13,11 @@ import numpy as np
 from gymnasium import spaces
 
 from panoseek.envs import judge
-from panoseek.envs.geometry import clamp_pitch, view_inside_view, view_position, wrap_yaw
+from panoseek.envs.geometry import clamp_pitch, view_position, wrap_yaw
 from panoseek.envs.prompts import feedback_message, zoom_feedback
 from panoseek.envs.protocol import (
     ANGLE_LIMIT, ROTATE, SUBMIT, ZOOM, ZOOM_MIN_FOV, ZOOMS_PER_TURN, ParsedAction, check_zoom, parse_structured,
+    zoom_inside_view,
 )
 from panoseek.envs.panorama_cache import PanoramaCache
 from panoseek.envs.render import render_view
@@ -300,7 +301,7 @@ class PanoramaSearchEnv(gym.Env):
 
     def _zoom_inside_view(self, action: ParsedAction) -> bool:
         """Whether the zoom view (all of it) lies inside the current view."""
-        return view_inside_view(action.yaw, action.pitch, action.fov, self._yaw, self._pitch, self.fov_deg, *self.view_size)
+        return zoom_inside_view(action.yaw, action.pitch, action.fov, self._yaw, self._pitch, self.fov_deg, *self.view_size)
 
     def _render_current(self) -> np.ndarray:
         start = time.perf_counter()

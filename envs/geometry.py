@@ -235,22 +235,6 @@ def view_position(
     return None
 
 
-def view_inside_view(
-    yaw: float, pitch: float, fov_deg: float, view_yaw: float, view_pitch: float, view_fov_deg: float,
-    width: int, height: int,
-) -> bool:
-    """Whether the view toward (yaw, pitch) with ``fov_deg`` lies wholly inside the view toward
-    (view_yaw, view_pitch) with ``view_fov_deg`` (both ``width x height``): its four corner
-    rays are in view by :func:`view_position`'s rule (a pinhole view's edges are straight
-    lines, so the corners decide). The one rule for a zoom reaching outside the view."""
-    xs = np.array([-0.5, width - 0.5, -0.5, width - 0.5])  # the outer corners of its corner pixels
-    ys = np.array([-0.5, -0.5, height - 0.5, height - 0.5])
-    lons, lats = view_pixel_lonlat(xs, ys, yaw, pitch, fov_deg, width, height)
-    x, y, in_front = project_to_view(lons, lats, view_yaw, view_pitch, view_fov_deg, width, height)
-    return bool(in_front.all() and (x >= -0.5).all() and (x <= width - 0.5).all()
-                and (y >= -0.5).all() and (y <= height - 0.5).all())
-
-
 # ------------------------------------------------------------- windows of the success rule
 
 
