@@ -9,7 +9,9 @@ one-episode agent of :mod:`panoseek.agents.base`, registered as ``vlm``::
 
 With ``crop`` (``--agent-arg crop=rel-att``) each turn first looks where the model attends
 in the current view (:mod:`panoseek.agents.cropping`) and sends a crop of that place as
-a further image of the same turn (:meth:`VLMPolicy.crop_views`).
+a further image of the same turn (:meth:`VLMPolicy.crop_views`). With ``zoom`` as well
+(``--agent-arg zoom=true``, in a ``panoseek eval --zoom`` run) the closer look is a zoom
+view rendered from the panorama instead of a crop (:mod:`panoseek.agents.zooming`).
 
 The reply text is returned to the environment as it is: the environment's protocol
 parser judges it, so an unparseable reply is an invalid action, never a crash.
@@ -23,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from panoseek.agents import cropping
+from panoseek.agents import cropping, zooming
 from panoseek.agents.chat import STRUCTURES, EpisodeChat
 from panoseek.agents.registry import AgentError
 from panoseek.envs.protocol import PROMPT_FORMATS, ParsedAction, parse_action
@@ -285,8 +287,16 @@ class VLMPolicy:
         return settings
 
     def crop_views(self, chats: Sequence[EpisodeChat], crop: cropping.CropSettings) -> list[list[cropping.Box]]:
-        """Prefill -> map -> crop for each chat's current view (one batched forward, two for the
-        relative maps): attaches the crops to the chats and returns their boxes."""
+        """Prefill -> map -> crop for each chat's current view: attaches the crops of
+        :meth:`crop_boxes` to the chats and returns their boxes."""
+        all_boxes = self.crop_boxes(chats, crop)
+        for chat, boxes in zip(chats, all_boxes):
+            chat.add_crops(cropping.crop_images(chat.turns[-1].image, boxes))
+        return all_boxes
+
+    def crop_boxes(self, chats: Sequence[EpisodeChat], crop: cropping.CropSettings) -> list[list[cropping.Box]]:
+        """Prefill -> map -> boxes for each chat's current view (one batched forward, two for
+        the relative maps): the crop boxes in view pixels, largest first (several for funnel)."""
         inputs = self.inputs(chats)
         maps = cropping.view_maps(
             cropping.last_token_maps(self.model, inputs, crop.layer, gradient=crop.method == "grad-att"),
@@ -297,15 +307,9 @@ class VLMPolicy:
             generic = self._generic_inputs(views)
             generic_maps = cropping.view_maps(cropping.last_token_maps(self.model, generic, crop.layer), generic, self.model.config)
             maps = [cropping.relative_map(q, g) for q, g in zip(maps, generic_maps)]
-        all_boxes = []
-        for chat, view, att in zip(chats, views, maps):
-            if crop.method == "funnel":
-                boxes = cropping.funnel_boxes(att, view.size)
-            else:
-                boxes = [cropping.crop_box(att, view.size)]
-            chat.add_crops(cropping.crop_images(view, boxes))
-            all_boxes.append(boxes)
-        return all_boxes
+        if crop.method == "funnel":
+            return [cropping.funnel_boxes(att, view.size) for view, att in zip(views, maps)]
+        return [[cropping.crop_box(att, view.size)] for view, att in zip(views, maps)]
 
     def _generic_inputs(self, views: Sequence[Any]):
         """One-turn chats asking :data:`~panoseek.agents.cropping.GENERIC_PROMPT` about each view."""
@@ -386,6 +390,8 @@ class VLMAgent:
         turns_left: end every user turn with how many turns of the budget are left
             (``task_info["max_turns"]``; models trained on ``panoseek data experts --turns-left``
             data); not with the ``hstar`` chat.
+        zoom: instead of sending crops, zoom toward the crop boxes (the protocol's zoom
+            action, so only in runs that allow it) and send the zoom views with the view.
     """
 
     def __init__(
@@ -404,6 +410,7 @@ class VLMAgent:
         crop: str = "none",
         crop_layer: int | float | str | None = None,
         turns_left: bool | str = False,
+        zoom: bool | str = False,
     ) -> None:
         if prompt_format not in PROMPT_FORMATS:
             raise VLMError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
@@ -425,11 +432,15 @@ class VLMAgent:
                 max_new_tokens=int(max_new_tokens),
             )
         self.crop = self.policy.crop_settings(crop, crop_layer)
+        self.zoom = _as_bool(zoom)
+        if self.zoom and self.crop is None:
+            raise VLMError("zoom=True needs a crop method to find where to zoom (crop=rel-att, grad-att or funnel)")
+        self.zoom_state: zooming.ZoomState | None = None
         self.history = int(history)
         self.prompt_format = prompt_format
         self.structure = chat
         self.chat: EpisodeChat | None = None
-        self.last_boxes: list[cropping.Box] = []  # the last turn's crop boxes (view pixels), for logs
+        self.last_boxes: list[cropping.Box] = []  # the last turn's crop (or zoom) boxes (view pixels), for logs
         self.seed = 0
         self.last_action: ParsedAction | None = None  # the reply as the protocol reads it, for logs
 
@@ -443,29 +454,39 @@ class VLMAgent:
         self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history, structure,
                                 max_turns)
         self.seed = int(task_info.get("seed", 0))
+        if self.zoom and "zooms_per_turn" not in task_info:
+            raise VLMError("zoom=True needs a run that allows the zoom action (panoseek eval --zoom); this one does not")
+        self.zoom_state = zooming.ZoomState(task_info["zooms_per_turn"], task_info["fov_deg"]) if self.zoom else None
 
-    def act(self, observation: dict[str, Any]) -> str:
+    def act(self, observation: dict[str, Any]) -> str | dict[str, Any]:
         return VLMAgent.act_batch([self], [observation])[0]
 
     @staticmethod
-    def act_batch(agents: Sequence["VLMAgent"], observations: Sequence[dict[str, Any]]) -> list[str]:
-        """One reply per agent; agents sharing a policy (and crop settings) are answered by one
-        ``generate`` call, after one batched crop step when they crop.
+    def act_batch(agents: Sequence["VLMAgent"], observations: Sequence[dict[str, Any]]) -> list[str | dict[str, Any]]:
+        """One reply (or, for zooming agents, zoom action) per agent; agents sharing a policy (and
+        crop settings) are answered by one ``generate`` call, after one batched crop step when
+        they crop (zooming agents: :func:`zooming.next_zooms`, then those due a reply).
 
         Greedy replies equal one-at-a-time ones. When sampling, a batch draws from one
         generator seeded by its first agent, so sampled replies depend on the batch.
         """
-        replies: list[str] = [""] * len(agents)
+        replies: list[str | dict[str, Any]] = [""] * len(agents)
         by_policy: dict[tuple, list[int]] = {}
         for index, agent in enumerate(agents):
             if agent.chat is None:
                 raise RuntimeError("act() before reset()")
-            agent.chat.observe(observations[index])
-            by_policy.setdefault((id(agent.policy), agent.crop), []).append(index)
+            if agent.zoom_state is None:
+                agent.chat.observe(observations[index])
+        zooms = zooming.next_zooms(agents, observations)
+        for index, agent in enumerate(agents):
+            if index in zooms:
+                replies[index] = zooms[index]
+            else:
+                by_policy.setdefault((id(agent.policy), agent.crop, agent.zoom), []).append(index)
         for indices in by_policy.values():
             first = agents[indices[0]]
             chats = [agents[i].chat for i in indices]
-            if first.crop is not None:
+            if first.crop is not None and not first.zoom:
                 for index, boxes in zip(indices, first.policy.crop_views(chats, first.crop)):
                     agents[index].last_boxes = boxes
             outputs = first.policy.generate(chats, seed=first.seed + len(first.chat.turns))

@@ -13,10 +13,11 @@ import numpy as np
 from gymnasium import spaces
 
 from panoseek.envs import judge
-from panoseek.envs.geometry import clamp_pitch, view_pixel_lonlat, view_position, wrap_yaw
+from panoseek.envs.geometry import clamp_pitch, view_position, wrap_yaw
 from panoseek.envs.prompts import feedback_message, zoom_feedback
 from panoseek.envs.protocol import (
     ANGLE_LIMIT, ROTATE, SUBMIT, ZOOM, ZOOM_MIN_FOV, ZOOMS_PER_TURN, ParsedAction, check_zoom, parse_structured,
+    zoom_inside_view,
 )
 from panoseek.envs.panorama_cache import PanoramaCache
 from panoseek.envs.render import render_view
@@ -302,14 +303,8 @@ class PanoramaSearchEnv(gym.Env):
         return self._observation(view, zoom), 0.0, False, False, info
 
     def _zoom_inside_view(self, action: ParsedAction) -> bool:
-        """Whether the zoom view's four corner rays (hence all of it) lie inside the current view."""
-        width, height = self.view_size
-        xs, ys = np.array([-0.5, width - 0.5, -0.5, width - 0.5]), np.array([-0.5, -0.5, height - 0.5, height - 0.5])
-        lons, lats = view_pixel_lonlat(xs, ys, action.yaw, action.pitch, action.fov, width, height)
-        return all(
-            view_position(float(lon), float(lat), self._yaw, self._pitch, self.fov_deg, width, height) is not None
-            for lon, lat in zip(lons, lats)
-        )
+        """Whether the zoom view (all of it) lies inside the current view."""
+        return zoom_inside_view(action.yaw, action.pitch, action.fov, self._yaw, self._pitch, self.fov_deg, *self.view_size)
 
     def _render_current(self) -> np.ndarray:
         start = time.perf_counter()

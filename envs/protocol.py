@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from panoseek.envs.geometry import clamp_pitch, wrap_yaw
+from panoseek.envs.geometry import clamp_pitch, project_to_view, view_pixel_lonlat, wrap_yaw
 
 ROTATE = "rotate"
 SUBMIT = "submit"
@@ -210,6 +210,22 @@ def check_action(
     if fov is None or not (math.isfinite(fov) and ZOOM_MIN_FOV <= fov < 180.0):
         return invalid(f"zoom fov {_describe(fov)} is not a number of degrees in [{ZOOM_MIN_FOV:g}, 180)")
     return ParsedAction(ZOOM, float(yaw), float(pitch), float(fov), well_formed=well_formed)
+
+
+def zoom_inside_view(
+    yaw: float, pitch: float, fov: float, view_yaw: float, view_pitch: float, view_fov: float, width: int, height: int,
+) -> bool:
+    """Whether the zoom view toward (yaw, pitch) with ``fov`` lies wholly inside the current
+    view toward (view_yaw, view_pitch) with ``view_fov`` (both ``width x height``): the outer
+    corners of its corner pixels are in view by ``geometry.view_position``'s rule (a pinhole
+    view's edges are straight lines, so the corners decide). The one rule, for the
+    environment's :func:`check_zoom` and for agents that aim zooms."""
+    xs = np.array([-0.5, width - 0.5, -0.5, width - 0.5])
+    ys = np.array([-0.5, -0.5, height - 0.5, height - 0.5])
+    lons, lats = view_pixel_lonlat(xs, ys, yaw, pitch, fov, width, height)
+    x, y, in_front = project_to_view(lons, lats, view_yaw, view_pitch, view_fov, width, height)
+    return bool(in_front.all() and (x >= -0.5).all() and (x <= width - 0.5).all()
+                and (y >= -0.5).all() and (y <= height - 0.5).all())
 
 
 def check_zoom(action: ParsedAction, *, allowed: bool, view_fov: float, used: int, inside_view: bool) -> ParsedAction:
