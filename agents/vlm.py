@@ -181,28 +181,6 @@ def load_vlm(path: str | os.PathLike, *, dtype: str = "auto", device: str = "cpu
     return model.eval(), load_processor(folder, max_pixels)
 
 
-# On the CPU a padded token costs as much as a real one and prefill dominates, so a batch
-# whose rows differ in length (episodes at different turns) is split into groups whose
-# padding stays under this share of their tokens; on a GPU padding is nearly free and
-# every extra call costs its decode steps again, so a batch stays whole.
-CPU_PADDING_WASTE = 0.25
-
-
-def length_groups(lengths: Sequence[int], waste: float) -> list[list[int]]:
-    """Row indices in groups of similar length: rows sorted by length, a group growing while
-    its padding (to its longest row) stays at most ``waste`` of its padded tokens."""
-    groups: list[list[int]] = []
-    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
-        if groups:
-            candidate = groups[-1] + [index]
-            padded = lengths[index] * len(candidate)  # the newest row is the longest
-            if padded - sum(lengths[i] for i in candidate) <= waste * padded:
-                groups[-1] = candidate
-                continue
-        groups.append([index])
-    return groups
-
-
 class VLMPolicy:
     """A loaded model and processor answering many episode chats per ``generate`` call."""
 
@@ -319,23 +297,10 @@ class VLMPolicy:
         return inputs.to(self.model.device)
 
     def generate(self, chats: Sequence[EpisodeChat], seed: int | None = None) -> list[str]:
-        """One reply per chat: one batched ``generate`` call, or on the CPU one per group of
-        rows of similar length (see :func:`length_groups`)."""
-        inputs = self.inputs(chats)
-        waste = CPU_PADDING_WASTE if inputs["input_ids"].device.type == "cpu" else 1.0
-        groups = length_groups(inputs["attention_mask"].sum(dim=1).tolist(), waste)
-        if len(groups) == 1:
-            return self._generate(inputs, seed)
-        replies = [""] * len(chats)
-        for group in groups:
-            for index, reply in zip(group, self._generate(self.inputs([chats[i] for i in group]), seed)):
-                replies[index] = reply
-        return replies
-
-    def _generate(self, inputs: Any, seed: int | None) -> list[str]:
-        """The replies to already tokenised, left-padded ``inputs``."""
+        """One reply per chat, from a single batched ``generate`` call."""
         import torch
 
+        inputs = self.inputs(chats)
         options: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.sample}
         if self.sample:
             options["temperature"] = self.temperature

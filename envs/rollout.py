@@ -5,10 +5,9 @@ Everything that plays an episode goes through here: ``panoseek eval`` (the runne
 the training code. :func:`take_turn` is one turn (parse the agent's output with its
 :class:`~panoseek.envs.protocol.ActionProtocol`, step the environment, pay the reward);
 :class:`~panoseek.envs.wrappers.TextActions` is that same function as a Gym wrapper.
-:func:`play_stream` runs episodes through B slots in lock-step: each turn every
-episode in play has its agent act (in one call when its class has ``act_batch``), every
-environment steps, and a slot whose episode ended takes the next one.
-:func:`play` is that loop for a given batch (a batch of one is a single episode).
+:func:`play` runs a batch of episodes in lock-step (a batch of one is a single
+episode): each turn every unfinished episode's agent acts (in one call when its class
+has ``act_batch``), every environment steps, finished episodes drop out.
 
 An episode's outcome depends only on its :class:`EpisodeSpec` (task, start, seed) and
 the agent, never on the batch it was played in or the order of play (agents sampling
@@ -23,7 +22,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,125 +190,23 @@ def play(
     (its observation is the zoom view, ``turn`` unchanged), kept as a :class:`Turn` but
     recorded apart from the turns' actions: the record's ``zooms`` counts them and
     ``zoom_views`` lists ``{"turn", "yaw", "pitch", "fov"}`` for each.
-
-    This is :func:`play_stream` with one slot per episode (nothing to refill).
     """
     if not (len(envs) == len(agents) == len(specs)):
         raise ValueError(f"play needs one env and one agent per episode, got {len(envs)}, {len(agents)}, {len(specs)}")
-    if not specs:
-        return []
-    next_agent = iter(agents).__next__  # slots are filled in order: spec i gets agent i and env i
-    finished = dict(play_stream(envs, next_agent, specs, strict=strict, exemplar=exemplar, keep_turns=keep_turns,
-                                turn_timeout=turn_timeout))
-    return [finished[index] for index in range(len(specs))]
-
-
-def play_stream(
-    envs: Sequence[Any],
-    agent_factory: Callable[[], Any],
-    specs: Iterable[EpisodeSpec],
-    *,
-    exclusive: Callable[[EpisodeSpec], Hashable] | None = None,
-    strict: bool | str = False,
-    exemplar: Exemplar | None = None,
-    keep_turns: bool = True,
-    turn_timeout: float | None = None,
-) -> Iterator[tuple[int, Rollout]]:
-    """Play ``specs`` through ``len(envs)`` slots in lock-step, refilling a slot as soon as its
-    episode ends; yield ``(position of the spec in specs, rollout)`` in the order episodes end.
-
-    Each episode gets a fresh agent from ``agent_factory`` when it starts. Keeping every slot
-    busy is what makes batched inference pay: in lock-step batches the slots of short
-    episodes idle until the longest one ends. ``specs`` is read lazily (a generator may feed
-    it). ``exclusive`` maps a spec to a key that no two episodes in play may share (the
-    runner's task: a batched agent sees every view in its batch, and another start of the
-    same task would be free looks); a spec whose key is in play waits, later specs go first.
-    The other options are :func:`play`'s. An environment's exception stops the stream as an
-    :class:`EpisodeError` naming the episode.
-    """
-    if not envs:
-        raise ValueError("play_stream needs at least one environment")
     if turn_timeout is not None and not (isinstance(turn_timeout, (int, float)) and turn_timeout > 0):
         raise ValueError(f"turn_timeout must be a positive number of seconds or None, got {turn_timeout!r}")
     if turn_timeout is not None and threading.current_thread() is not threading.main_thread():
         raise ValueError("turn_timeout needs the main thread (it uses SIGALRM); play without it in other threads")
     for env in envs:
         check_zoom_protocol(getattr(env, "zoom", False), strict)
-    queue = _SpecQueue(specs, exclusive)
-    slots: list[_Episode | None] = [None] * len(envs)
-    positions = [0] * len(envs)  # where each slot's spec stands in ``specs``
-    while True:
-        # One new episode per free slot and round, in slot order: with as many specs as
-        # slots (``play``), spec i is played in env i even when an earlier one fails at reset.
-        for slot, env in enumerate(envs):
-            if slots[slot] is not None or (entry := queue.next(slots)) is None:
-                continue
-            positions[slot], spec = entry
-            agent = agent_factory()
-            episode = _guarded(spec, lambda: _Episode(env, agent, spec, strict, exemplar, keep_turns))
-            if episode.done:  # failed at reset: over before its first turn
-                yield positions[slot], episode.finish()
-            else:
-                slots[slot] = episode
-        active = [episode for episode in slots if episode is not None]
-        if not active:
-            if queue.empty():
-                return
-            continue
+    episodes = [_Episode(env, agent, spec, strict, exemplar, keep_turns) for env, agent, spec in zip(envs, agents, specs)]
+    active = [episode for episode in episodes if not episode.done]
+    while active:
         outputs = _act_all([episode.agent for episode in active], [episode.prompt() for episode in active], turn_timeout)
         for episode, output in zip(active, outputs):
-            _guarded(episode.spec, lambda: episode.step(output))
-        for slot, episode in enumerate(slots):
-            if episode is not None and episode.done:
-                slots[slot] = None
-                yield positions[slot], episode.finish()
-
-
-class EpisodeError(RuntimeError):
-    """An environment failed on an episode (not its agent); the message names the episode."""
-
-
-def _guarded(spec: EpisodeSpec, run: Callable[[], Any]) -> Any:
-    """``run()``, with an environment's exception named by the episode it happened in."""
-    try:
-        return run()
-    except EpisodeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - re-raised with the episode named
-        raise EpisodeError(f"episode {spec.episode_id}: {type(exc).__name__}: {exc}") from exc
-
-
-class _SpecQueue:
-    """The specs not yet started, read lazily; those whose ``exclusive`` key is in play wait."""
-
-    def __init__(self, specs: Iterable[EpisodeSpec], exclusive: Callable[[EpisodeSpec], Hashable] | None) -> None:
-        self.incoming = enumerate(specs)
-        self.exclusive = exclusive
-        self.waiting: list[tuple[int, EpisodeSpec]] = []
-
-    def next(self, slots: Sequence["_Episode | None"]) -> tuple[int, EpisodeSpec] | None:
-        """The first spec that may start beside the episodes in ``slots``, or None."""
-        if self.exclusive is None:
-            return self.waiting.pop(0) if self.waiting else next(self.incoming, None)
-        busy = {self.exclusive(episode.spec) for episode in slots if episode is not None}
-        for index, (_, spec) in enumerate(self.waiting):
-            if self.exclusive(spec) not in busy:
-                return self.waiting.pop(index)
-        for position, spec in self.incoming:
-            if self.exclusive(spec) not in busy:
-                return position, spec
-            self.waiting.append((position, spec))
-        return None
-
-    def empty(self) -> bool:
-        """Whether every spec has been handed out (call when no episode is in play)."""
-        if self.waiting:
-            return False
-        entry = next(self.incoming, None)
-        if entry is None:
-            return True
-        self.waiting.append(entry)
-        return False
+            episode.step(output)
+        active = [episode for episode in active if not episode.done]
+    return [episode.finish() for episode in episodes]
 
 
 class AgentTimeout(Exception):
@@ -374,7 +271,7 @@ class _Timed:
 
 
 class _Episode:
-    """The state of one episode inside :func:`play_stream`."""
+    """The state of one episode inside :func:`play`."""
 
     def __init__(self, env, agent, spec: EpisodeSpec, strict: bool | str, exemplar: Exemplar | None, keep_turns: bool) -> None:
         self.env, self.agent, self.spec, self.keep_turns = env, agent, spec, keep_turns

@@ -11,7 +11,6 @@ import pytest
 
 from conftest import make_task, smooth_panorama
 from panoseek.agents.registry import make_agent
-from panoseek.envs.agent import rotate, submit
 from panoseek.envs.eval.runner import plan_episodes, run_benchmark
 from panoseek.envs.rollout import EpisodeSettings
 from panoseek.envs.eval.records import RecordsError, merge_folders, read_episodes, summarize
@@ -81,42 +80,16 @@ def test_plan_bundles_shared_panoramas_and_never_plays_a_tasks_starts_back_to_ba
     assert {e.spec.episode_id for e in other} == {e.spec.episode_id for e in plan}
 
 
-class _BatchLogger:
-    """An agent answered in batches that logs, per batch call, (instruction, turn) of each agent."""
+def test_a_lock_step_batch_never_holds_two_starts_of_one_task():
+    """act_batch sees every view of its batch: another start of the same task would be free looks."""
+    from panoseek.envs.eval.runner import _batches
 
-    calls: list[list[tuple[str, int]]] = []
-
-    def reset(self, task_info):
-        self.instruction = task_info["instruction"]
-        self.length = int(task_info["start_yaw"] // 90) + len(self.instruction) % 2  # 0-4 turns before submitting
-
-    def act(self, observation):
-        return _BatchLogger.act_batch([self], [observation])[0]
-
-    @staticmethod
-    def act_batch(agents, observations):
-        _BatchLogger.calls.append([(agent.instruction, int(obs["turn"])) for agent, obs in zip(agents, observations)])
-        return [rotate(30.0, 0.0) if obs["turn"] < agent.length else submit(0.0, 0.0)
-                for agent, obs in zip(agents, observations)]
-
-
-def test_batch_slots_are_refilled_and_never_hold_two_starts_of_one_task(tmp_path):
-    """act_batch sees every view of its batch: another start of the same task would be free looks.
-    A slot whose episode ended takes the next episode at once, so batches stay full."""
-    tasks = [make_task(f"t{i}", panorama=PANORAMA, panorama_id=f"scene{i // 3}", instruction=f"Find thing {i}{'!' * i}.")
-             for i in range(9)]
-    _BatchLogger.calls = []
-    _run(tasks, _BatchLogger, tmp_path / "batched", batch_size=5)
-    calls = _BatchLogger.calls
-    assert all(len({instruction for instruction, _ in call}) == len(call) for call in calls)
-    assert max(len(call) for call in calls) == 5
-    assert any(len({turn for _, turn in call}) > 1 for call in calls)  # episodes of different ages side by side
-    turns_played = sum(len(call) for call in calls)
-    assert turns_played == sum(r["turns"] for r in read_episodes(tmp_path / "batched" / "episodes.jsonl"))
-    assert len(calls) < turns_played / 4  # full batches: far fewer calls than turns (lock-step per bundle: ~turns/3)
-    _BatchLogger.calls = []
-    _run(tasks, _BatchLogger, tmp_path / "one")
-    assert _results(tmp_path / "batched") == _results(tmp_path / "one")
+    tasks = [make_task(f"t{i}", panorama=PANORAMA, panorama_id=f"scene{i // 3}") for i in range(12)]
+    plan = plan_episodes(tasks, seed=1)
+    batches = _batches(plan, batch_size=16)
+    assert sum(len(batch) for batch in batches) == len(plan) and max(len(batch) for batch in batches) == 12
+    for batch in batches:
+        assert len({e.spec.task_index for e in batch}) == len(batch) and len({e.bundle for e in batch}) == 1
 
 
 # ------------------------------------------------------------------------- judging
@@ -414,3 +387,17 @@ def test_summary_counts_and_standard_errors():
     hps = summary["kinds"]["HPS"]
     assert list(hps["levels"]) == ["Extreme"] and hps["invalid_actions"] == 1 and hps["agent_errors"] == 1
     assert hps["mean_yaw_error"] is None and summary["complete"]
+
+
+def test_a_batch_loads_a_shared_panorama_once(tmp_path):
+    """The batch's environments share one panorama cache: episodes of two tasks on one
+    panorama, played side by side, decode it once."""
+    loads = []
+
+    def panorama():
+        loads.append(1)
+        return PANORAMA
+
+    tasks = [make_task(f"t{i}", panorama=panorama, panorama_id="scene0", start_yaws=(0.0,), levels=(0,)) for i in range(2)]
+    _run(tasks, "sweep", tmp_path, batch_size=2)
+    assert len(read_episodes(tmp_path / "episodes.jsonl")) == 2 and len(loads) == 1

@@ -127,33 +127,3 @@ def test_batched_and_one_at_a_time_give_the_same_greedy_replies(policy, tasks):
     assert untimed(batched) == untimed(single)
     assert all(len(r) == 3 for r in replies(single))
 
-
-def test_length_groups_keep_padding_under_the_share_and_cover_every_row():
-    from panoseek.agents.vlm import length_groups
-
-    lengths = [100, 400, 110, 390, 105, 200, 210, 400]
-    groups = length_groups(lengths, 0.25)
-    assert sorted(i for group in groups for i in group) == list(range(len(lengths)))
-    assert groups == [[0, 4, 2], [5, 6], [3, 1, 7]]
-    for group in groups:
-        padded = max(lengths[i] for i in group) * len(group)
-        assert padded - sum(lengths[i] for i in group) <= 0.25 * padded
-    assert length_groups(lengths, 1.0) == [[0, 4, 2, 5, 6, 3, 1, 7]]  # a GPU batch stays whole
-    assert length_groups([], 0.25) == []
-
-
-def test_rows_of_different_lengths_are_answered_as_one_at_a_time(policy):
-    """Chats at different turns fall into several length groups on the CPU; replies do not change."""
-    chats = []
-    for index in range(5):
-        chat = EpisodeChat("HOS", "Find the red clock.", "no_think", history=1)
-        for turn in range(1 + 2 * index):  # 1, 3, ... 9 turns: lengths far apart
-            chat.observe({"image": np.full((63, 112, 3), 20 * index + turn, np.uint8), "heading": [10.0 * turn, 0.0]})
-            if turn < 2 * index:
-                chat.reply(f"<answer>rotate({turn},0)</answer>")
-        chats.append(chat)
-    inputs = policy.inputs(chats)
-    from panoseek.agents.vlm import CPU_PADDING_WASTE, length_groups
-
-    assert len(length_groups(inputs["attention_mask"].sum(dim=1).tolist(), CPU_PADDING_WASTE)) > 1
-    assert policy.generate(chats) == [policy.generate([chat])[0] for chat in chats]

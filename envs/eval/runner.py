@@ -1,7 +1,7 @@
 """The evaluation runner: every episode of a list of tasks, played by an agent, recorded.
 
 ``run_benchmark`` plays the (task, start) episodes of a suite through the one rollout
-loop (:func:`panoseek.envs.rollout.play_stream`), in one process or in K spawned worker
+loop (:func:`panoseek.envs.rollout.play`), in one process or in K spawned worker
 processes, and appends one record per finished episode to ``DIR/episodes.jsonl`` (see
 :mod:`panoseek.envs.eval.records`). Rerunning it on the same folder plays only the
 episodes not recorded yet, so a crash, Ctrl-C or SIGKILL loses at most the episodes in
@@ -28,7 +28,7 @@ import os
 import queue
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -44,7 +44,7 @@ from panoseek.envs.eval.records import (
     config_mismatch, read_episodes, read_json, summarize, write_json,
 )
 from panoseek.envs.panorama_cache import PanoramaCache
-from panoseek.envs.rollout import EpisodeError, EpisodeSettings, EpisodeSpec, Exemplar, episode_spec, play_stream
+from panoseek.envs.rollout import EpisodeSettings, EpisodeSpec, Exemplar, episode_spec, play
 from panoseek.envs.task import Task, panorama_key
 
 LIMIT_SAMPLE_SEED = 0  # seed of the episode sample that --limit takes
@@ -138,43 +138,45 @@ def make_env(tasks: Sequence[Task], settings: EpisodeSettings,
 
 
 class _Player:
-    """Plays planned episodes in one process: ``batch_size`` slots in lock-step, each refilled
-    with the next episode (a fresh agent each) as soon as its episode ends.
-
-    The slots' environments share one panorama cache, so a panorama two slots use is loaded
-    once. No two starts of one task are ever in play together: an agent's ``act_batch`` sees
-    every view of its batch, and the views of another start of the same task would be free
-    looks around.
-    """
+    """Plays planned episodes in lock-step batches, a fresh agent each, in one process; the
+    batch's environments share one panorama cache (a panorama two episodes of a batch use
+    is loaded once)."""
 
     def __init__(self, tasks, agent_factory, settings: EpisodeSettings, exemplar, batch_size: int,
                  turn_timeout: float | None) -> None:
-        cache = PanoramaCache(batch_size + BUNDLE_PANORAMAS)
+        cache = PanoramaCache(BUNDLE_PANORAMAS)  # a batch never leaves its bundle
         self.envs = [make_env(tasks, settings, cache) for _ in range(batch_size)]
         self.agent_factory, self.settings, self.exemplar = agent_factory, settings, exemplar
         self.turn_timeout = turn_timeout
 
-    def records(self, episodes: Iterable[PlannedEpisode]) -> Iterator[dict[str, Any]]:
-        """The records of ``episodes`` (read lazily), in the order the episodes end."""
-        rollouts = play_stream(
-            self.envs, self._new_agent, (episode.spec for episode in episodes), exclusive=_task_of,
-            strict=self.settings.strict, exemplar=self.exemplar, keep_turns=False, turn_timeout=self.turn_timeout,
-        )
+    def records(self, episodes: Sequence[PlannedEpisode]) -> list[dict[str, Any]]:
+        specs = [episode.spec for episode in episodes]
         try:
-            for _, rollout in rollouts:
-                yield rollout.record
-        except EpisodeError as exc:
-            raise EpisodeFailure(str(exc)) from exc
-
-    def _new_agent(self) -> Any:
-        try:
-            return self.agent_factory()
+            agents = [self.agent_factory() for _ in specs]
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a configuration error, named once
             raise AgentFactoryError(f"cannot build the agent: {type(exc).__name__}: {exc}") from exc
+        try:
+            rollouts = play(self.envs[: len(specs)], agents, specs, strict=self.settings.strict,
+                            exemplar=self.exemplar, keep_turns=False, turn_timeout=self.turn_timeout)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the episodes named
+            names = ", ".join(spec.episode_id for spec in specs)
+            raise EpisodeFailure(f"episode {names}: {type(exc).__name__}: {exc}") from exc
+        return [rollout.record for rollout in rollouts]
 
 
-def _task_of(spec: EpisodeSpec) -> int:
-    return spec.task_index
+def _batches(episodes: Sequence[PlannedEpisode], batch_size: int) -> list[list[PlannedEpisode]]:
+    """Consecutive batches of at most ``batch_size`` episodes, never across bundles, and never
+    two starts of one task in a batch: an agent's ``act_batch`` sees every view of its batch,
+    and the views of another start of the same task would be free looks around."""
+    batches: list[list[PlannedEpisode]] = []
+    for episode in episodes:
+        current = batches[-1] if batches else []
+        if (current and len(current) < batch_size and current[-1].bundle == episode.bundle
+                and all(other.spec.task_index != episode.spec.task_index for other in current)):
+            current.append(episode)
+        else:
+            batches.append([episode])
+    return batches
 
 
 def _die_with_parent() -> None:
@@ -194,10 +196,10 @@ def _worker(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout, 
     cv2.setNumThreads(1)  # the workers already fill the cores; nested thread pools would fight
     try:
         player = _Player(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout)
-        # Bundles are taken from the queue as the slots need episodes, so the batch stays full.
-        episodes = (episode for bundle in iter(jobs.get, None) for episode in bundle)
-        for record in player.records(episodes):
-            results.put(("record", record))
+        for bundle in iter(jobs.get, None):
+            for batch in _batches(bundle, batch_size):
+                for record in player.records(batch):
+                    results.put(("record", record))
     except (ValueError, EpisodeFailure) as exc:  # their messages name the value or the episode
         results.put(("fatal", f"{type(exc).__name__}: {exc}"))
     except BaseException as exc:  # noqa: BLE001 - e.g. an agent raising KeyboardInterrupt: one line to the parent
@@ -206,8 +208,9 @@ def _worker(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout, 
 
 def _run_in_process(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout, pending, emit) -> None:
     player = _Player(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout)
-    for record in player.records(pending):
-        emit(record)
+    for batch in _batches(pending, batch_size):
+        for record in player.records(batch):
+            emit(record)
 
 
 def _run_in_workers(tasks, agent_factory, settings, exemplar, batch_size, turn_timeout, pending, emit, workers: int) -> None:
