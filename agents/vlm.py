@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -434,12 +435,26 @@ class VLMAgent:
 
         Greedy replies equal one-at-a-time ones. When sampling, a batch draws from one
         generator seeded by its first agent, so sampled replies depend on the batch.
+
+        A call that raises (say, out of memory in ``generate``) leaves every agent's chat and
+        zoom state as they were, so the next turn goes on from the last answered one.
         """
+        if any(agent.chat is None for agent in agents):
+            raise RuntimeError("act() before reset()")
+        saved = [_AgentState.of(agent) for agent in agents]
+        try:
+            return VLMAgent._answer(agents, observations)
+        except BaseException:
+            for state in saved:
+                state.restore()
+            raise
+
+    @staticmethod
+    def _answer(agents: Sequence["VLMAgent"], observations: Sequence[dict[str, Any]]) -> list[str | dict[str, Any]]:
+        """:meth:`act_batch` without the restore on failure."""
         replies: list[str | dict[str, Any]] = [""] * len(agents)
         by_policy: dict[tuple, list[int]] = {}
         for index, agent in enumerate(agents):
-            if agent.chat is None:
-                raise RuntimeError("act() before reset()")
             if agent.zoom_state is None:
                 agent.chat.observe(observations[index])
         zooms = zooming.next_zooms(agents, observations)
@@ -460,6 +475,32 @@ class VLMAgent:
                 agents[index].last_action = parse_action(reply, prompt_format=agents[index].prompt_format)
                 replies[index] = reply
         return replies
+
+
+@dataclass
+class _AgentState:
+    """What one ``act_batch`` call may change in an agent: its chat's last turn and zoom state."""
+
+    agent: VLMAgent
+    turns: int
+    last: Any  # the chat's last turn object (or None) and its reply and crops before the call
+    reply: str | None
+    crops: list
+    zoom: zooming.ZoomState | None
+
+    @classmethod
+    def of(cls, agent: VLMAgent) -> "_AgentState":
+        turns = agent.chat.turns
+        last = turns[-1] if turns else None
+        zoom = agent.zoom_state
+        return cls(agent, len(turns), last, None if last is None else last.reply, [] if last is None else list(last.crops),
+                   None if zoom is None else replace(zoom, queued=list(zoom.queued)))
+
+    def restore(self) -> None:
+        del self.agent.chat.turns[self.turns:]
+        if self.last is not None:
+            self.last.reply, self.last.crops = self.reply, self.crops
+        self.agent.zoom_state = self.zoom
 
 
 @functools.lru_cache(maxsize=2)

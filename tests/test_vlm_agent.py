@@ -127,3 +127,28 @@ def test_batched_and_one_at_a_time_give_the_same_greedy_replies(policy, tasks):
     assert untimed(batched) == untimed(single)
     assert all(len(r) == 3 for r in replies(single))
 
+
+
+def test_a_failed_batch_call_leaves_the_chats_as_they_were(policy, tasks):
+    """generate raising once (say, out of memory) costs that turn only: the later turns of the
+    batch's episodes are answered as usual, not refused by a chat stuck on an unanswered turn."""
+    specs = [episode_spec(task, t, 0, run_seed=0) for t, task in enumerate(tasks)]
+    envs = [PanoramaSearchEnv(tasks, view_size=VIEW, max_turns=3, diagnostics=True) for _ in specs]
+    calls = []
+    generate = policy.generate
+
+    def flaky(chats, seed=None):
+        calls.append(len(chats))
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return generate(chats, seed=seed)
+
+    policy.generate = flaky
+    try:
+        rollouts = play(envs, [VLMAgent(policy, history=2) for _ in specs], specs)
+    finally:
+        policy.generate = generate
+    for rollout in rollouts:
+        errors = [action["error"] or "" for action in rollout.record["actions"]]
+        assert len(errors) == 3 and "out of memory" in errors[1]
+        assert "observe() called twice" not in errors[2] and rollout.record["error"].startswith("act: RuntimeError: out of")
