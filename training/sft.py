@@ -39,7 +39,7 @@ from typing import Any, Sequence
 
 from panoseek.envs.eval.records import config_mismatch, read_json, write_json
 from panoseek.training.dataset import load_sft_dataset
-from panoseek.training.expert_data import DATA_FILE
+from panoseek.training.expert_data import DATA_FILE, OLD_DEFAULTS
 
 RUN_FILE = "sft_run.json"
 SUMMARY_FILE = "sft_summary.json"
@@ -320,7 +320,7 @@ def train_sft(
     copy_processor_files(model_dir, final)
     plot_curves(state.log_history, out)
     # How the data's chat was rendered, which is how to evaluate the model (older data: the defaults).
-    rendered = {"prompt_format": None, "chat": "panoseek", "history": None, "turns_left": False, "short_budgets": 0.0}
+    rendered = {"prompt_format": None, "chat": "panoseek", "history": None, **OLD_DEFAULTS}
     (final / "panoseek_sft.json").write_text(json.dumps(
         {key: data_info.get(key, default) for key, default in rendered.items()}, indent=2) + "\n")
     write_json(out / SUMMARY_FILE, summary)
