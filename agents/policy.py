@@ -14,7 +14,14 @@ heading's pitch, the turn count and its own previous action. Architecture:
   a linear layer; optionally squeezed through the codebook bottleneck
   (:class:`~panoseek.agents.codebook.CodebookBottleneck`), as in Embodied-Codebook.
 * **Memory and heads**: a one-layer GRU (its state reset at every episode start), a
-  linear actor over the discrete rotations and a linear critic.
+  linear actor over the discrete rotations and a linear critic. With
+  ``last_turn_submits`` the actor's only action on the last turn of the budget is submit
+  (a rule any player follows: an episode that never submits fails), so no sampled
+  episode is lost to the turn limit.
+* **Target head** (``target_head``, training only): a linear layer on the GRU output
+  that predicts whether the target is in view and, if so, its offset from the view's
+  centre, trained on privileged labels by an auxiliary loss (:meth:`target_loss`) so
+  that perception is learned from a dense signal; acting never reads it.
 
 :func:`policy_checkpoint` and :func:`load_policy` are the one checkpoint format (the
 training checkpoint embeds it; the ``ppo`` agent reads it); a checkpoint that does not
@@ -96,6 +103,8 @@ class PolicyConfig:
     codebook_size: int = 256
     codebook_dim: int = 10
     codebook_dropout: float = 0.1
+    last_turn_submits: bool = False  # on the budget's last turn the only action is submit
+    target_head: bool = False  # the auxiliary in-view / offset head (training signal only)
 
 
 def _layer(layer: nn.Module, std: float = math.sqrt(2)) -> nn.Module:
@@ -141,6 +150,7 @@ class SearchPolicy(nn.Module):
                 nn.init.orthogonal_(param, 1.0)
         self.actor = _layer(nn.Linear(hidden, n_actions), std=0.01)
         self.critic = _layer(nn.Linear(hidden, 1), std=1.0)
+        self.target = _layer(nn.Linear(hidden, 3), std=0.01) if config.target_head else None
 
     @property
     def no_action(self) -> int:
@@ -164,6 +174,7 @@ class SearchPolicy(nn.Module):
             "words": self.tokenizer.batch(instructions).to(device),
             "scalars": torch.from_numpy(scalars).to(device),
             "previous": torch.as_tensor(np.asarray(previous), dtype=torch.long, device=device),
+            "last_turn": torch.as_tensor(np.asarray(turn) >= np.asarray(max_turns) - 1, device=device),
         }
 
     def embed(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -186,6 +197,15 @@ class SearchPolicy(nn.Module):
             outputs.append(output)
         return torch.cat(outputs).flatten(0, 1), state
 
+    def action_logits(self, hidden: torch.Tensor, last_turn: torch.Tensor) -> torch.Tensor:
+        """(B, actions) logits of the actor; with ``last_turn_submits``, only submit on a last turn."""
+        logits = self.actor(hidden)
+        if self.config.last_turn_submits:
+            others = torch.ones(logits.shape[-1], dtype=torch.bool, device=logits.device)
+            others[self.config.action_names.index("submit")] = False
+            logits = logits.masked_fill(last_turn.view(-1, 1) & others, torch.finfo(logits.dtype).min)
+        return logits
+
     def get_value(self, x: dict[str, torch.Tensor], state: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         return self.critic(self.memory(x, state, starts)[0]).squeeze(-1)
 
@@ -194,10 +214,36 @@ class SearchPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(action, log-probability, entropy, value, next state); samples when ``action`` is None."""
         hidden, state = self.memory(x, state, starts)
-        distribution = Categorical(logits=self.actor(hidden))
+        return (*self.heads(hidden, x["last_turn"], action), state)
+
+    def heads(self, hidden: torch.Tensor, last_turn: torch.Tensor, action: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(action, log-probability, entropy, value) from GRU outputs; samples when ``action`` is None."""
+        distribution = Categorical(logits=self.action_logits(hidden, last_turn))
         if action is None:
             action = distribution.sample()
-        return action, distribution.log_prob(action), distribution.entropy(), self.critic(hidden).squeeze(-1), state
+        return action, distribution.log_prob(action), distribution.entropy(), self.critic(hidden).squeeze(-1)
+
+    def target_loss(self, hidden: torch.Tensor, direction: torch.Tensor, half_fov: tuple[float, float]) -> torch.Tensor:
+        """Auxiliary loss of the target head: in view or not (cross-entropy) and, when in view,
+        the offset from the centre in half fields of view (squared error).
+
+        "In view" is approximate: the angular offsets to the target windows' centre within
+        half the fields of view (no projection, a wide target's edge does not count, HPS
+        has no pitch), good enough as a dense training signal.
+
+        ``direction`` (B, 2) holds the signed degrees from the heading to the target
+        (:func:`panoseek.envs.judge.target_direction`); ``half_fov`` the view's half
+        horizontal and vertical fields of view in degrees.
+        """
+        if self.target is None:
+            raise ValueError("this policy has no target head (config target_head=False)")
+        prediction = self.target(hidden)
+        offset = direction / direction.new_tensor(half_fov)
+        in_view = (offset.abs() <= 1.0).all(dim=1).float()
+        loss = nn.functional.binary_cross_entropy_with_logits(prediction[:, 0], in_view)
+        squared = ((prediction[:, 1:] - offset) ** 2).sum(dim=1)
+        return loss + (squared * in_view).sum() / in_view.sum().clamp(min=1.0)
 
 
 def policy_checkpoint(policy: SearchPolicy) -> dict[str, Any]:
@@ -257,7 +303,8 @@ def _load_weights(policy: SearchPolicy, weights: Any, path: Path) -> None:
             f"{path}: config field 'codebook' is {policy.config.codebook} but the weights "
             f"{'lack' if policy.config.codebook else 'have'} a codebook ({sorted(codebook_keys)[0]}, ...)"
         )
-    blame = {"actor.": "action_names", "previous.": "action_names", "visual.": "view_size", "words.": "vocabulary"}
+    blame = {"actor.": "action_names", "previous.": "action_names", "visual.": "view_size", "words.": "vocabulary",
+             "target.": "target_head"}
     for key, tensor in expected.items():
         if key not in weights or weights[key].shape != tensor.shape:
             field = next((f for prefix, f in blame.items() if key.startswith(prefix)), "state_dict")
@@ -268,5 +315,9 @@ def _load_weights(policy: SearchPolicy, weights: Any, path: Path) -> None:
             )
     unexpected = sorted(set(weights) - set(expected))
     if unexpected:
-        raise PolicyCheckpointError(f"{path}: field 'state_dict' has unexpected weights {unexpected[:3]}")
+        field = next((f for prefix, f in blame.items() if unexpected[0].startswith(prefix)), None)
+        if field is None:
+            raise PolicyCheckpointError(f"{path}: field 'state_dict' has unexpected weights {unexpected[:3]}")
+        raise PolicyCheckpointError(f"{path}: weights {unexpected[:3]} are not in a policy with config field "
+                                    f"{field!r} = {getattr(policy.config, field)!r}")
     policy.load_state_dict(weights)

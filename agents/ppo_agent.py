@@ -94,7 +94,7 @@ class PPOAgent:
         state = torch.cat([agent._state for agent in agents], dim=1)
         with torch.no_grad():
             hidden, state = policy.memory(x, state, torch.zeros(len(agents), device=state.device))
-            logits = policy.actor(hidden)
+            logits = policy.action_logits(hidden, x["last_turn"])
         outputs = []
         for i, (agent, observation) in enumerate(zip(agents, observations)):
             if agent.greedy:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from panoseek.envs.geometry import AngularWindow, yaw_distance
+from panoseek.envs.geometry import AngularWindow, yaw_delta, yaw_distance
 from panoseek.envs.task import HOS, HPS, Task
 
 YAW_TOLERANCE = {HOS: 30.0, HPS: 10.0}
@@ -47,6 +47,13 @@ def centre_offsets(task: Task, yaw: float, pitch: float) -> tuple[float, float]:
     return yaw_window(task).offset(yaw), 0.0 if window is None else window.offset(pitch)
 
 
+def target_direction(task: Task, yaw: float, pitch: float) -> tuple[float, float]:
+    """Signed degrees to turn from (yaw, pitch) to the windows' centres (yaw wrapped to
+    [-180, 180), positive right and up); pitch 0 for HPS. Privileged: a training label only."""
+    window = pitch_window(task)
+    return yaw_delta(yaw, yaw_window(task).centre), 0.0 if window is None else window.centre - pitch
+
+
 def is_success(task: Task, yaw: float, pitch: float) -> bool:
     """Whether a submitted direction solves the task (both windows hold for HOS)."""
     window = pitch_window(task)
@@ -67,6 +74,16 @@ def distance_reward(task: Task, yaw: float, pitch: float) -> float:
     if pitch_win is not None:
         d_pitch = abs(pitch - (pitch_win.centre - pitch_win.half_width)) + abs(pitch - (pitch_win.centre + pitch_win.half_width))
     return (2 * math.pi - math.radians(d_yaw) - math.radians(d_pitch)) / (2 * math.pi)
+
+
+def progress(task: Task, before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Degrees by which a turn from ``before`` to ``after`` (yaw, pitch) closed the miss of the windows.
+
+    The sum of :func:`angular_errors` before minus after: positive toward the target, 0 for
+    a turn within the windows. A training signal only (the progress shaping of PPO, as
+    ObjectNav rewards the change in distance to the goal); never part of a score.
+    """
+    return sum(angular_errors(task, *before)) - sum(angular_errors(task, *after))
 
 
 def final_reward(task: Task, yaw: float, pitch: float, *, well_formed: bool, shaping: bool = False) -> float:

@@ -34,8 +34,12 @@ views are rendered together, by a thread pool over :func:`~panoseek.envs.render.
   in a single environment.
 
 ``info`` holds arrays: ``task_index``, ``start_index``, ``turn`` (of the returned
-observation), ``valid_action`` and ``success`` (of this step's action). Nothing in it
-is shown to an agent: the training code reads the rewards and flags.
+observation), ``target_direction`` (signed degrees from its heading to the target,
+:func:`panoseek.envs.judge.target_direction`), ``valid_action``, ``success`` and
+``progress`` (of this step's action: degrees by which a turn closed the miss of the
+target's windows, :func:`panoseek.envs.judge.progress`, 0 for a submission). Nothing in
+it is shown to an agent: the training code reads the rewards and flags, and optionally
+progress (shaping) and target_direction (an auxiliary loss's labels).
 """
 
 from __future__ import annotations
@@ -193,6 +197,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         self._turn += 1
         rewards = np.zeros(self.num_envs)
         success = np.zeros(self.num_envs, bool)
+        before = np.stack([self._yaw, self._pitch], axis=1)
         self._yaw[turning] = wrap_yaw(self._yaw[turning] + self._dyaw[actions[turning]])
         self._pitch[turning] = clamp_pitch(self._pitch[turning] + self._dpitch[actions[turning]])
         for i in np.flatnonzero(submits):
@@ -205,6 +210,9 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         truncated = ~terminated & (self._turn >= self.max_turns)
         self._render(np.flatnonzero(turning), self._images)
         step_info = self._info(valid, success)
+        step_info["progress"] = np.zeros(self.num_envs)
+        for i in np.flatnonzero(turning):
+            step_info["progress"][i] = judge.progress(self.tasks[self._task[i]], tuple(before[i]), (self._yaw[i], self._pitch[i]))
         info = dict(step_info)
         done = np.flatnonzero(terminated | truncated)
         if done.size:
@@ -215,7 +223,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
                 info = self._add_info(info, {"final_obs": final, "final_info": final_info}, int(i))
             self._new_episodes(done)
             self._render(done, self._images)
-            info.update({key: getattr(self, attr).copy() for key, attr in _EPISODE_INFO.items()})
+            info.update(self._episode_info())
             self._finished += done.size
             if self.working_set is not None and self.working_set < len(self._groups) and self._finished >= self.swap_every:
                 self._swap()
@@ -328,8 +336,15 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         }
 
     def _info(self, valid: np.ndarray, success: np.ndarray) -> dict[str, Any]:
-        info = {key: getattr(self, attr).copy() for key, attr in _EPISODE_INFO.items()}
+        info = self._episode_info()
         info.update(valid_action=valid.copy(), success=success.copy())
+        return info
+
+    def _episode_info(self) -> dict[str, Any]:
+        """Which episode each environment plays and where its target is from the current heading."""
+        info = {key: getattr(self, attr).copy() for key, attr in _EPISODE_INFO.items()}
+        info["target_direction"] = np.array([judge.target_direction(self.tasks[t], y, p)
+                                             for t, y, p in zip(self._task, self._yaw, self._pitch)])
         return info
 
 

@@ -65,6 +65,24 @@ def test_angular_errors_and_centre_offsets():
     assert judge.centre_offsets(task, 350.0, 0.0) == pytest.approx((100.0, 0.0))  # wrapped, not 260
 
 
+def test_progress_is_the_closed_miss_of_the_windows():
+    task = _task()  # HOS, yaw window 60..120 after widening, pitch window -20..20
+    assert judge.progress(task, (180.0, 0.0), (150.0, 0.0)) == pytest.approx(30.0)  # toward the target
+    assert judge.progress(task, (150.0, 0.0), (180.0, 0.0)) == pytest.approx(-30.0)  # away from it
+    assert judge.progress(task, (90.0, 0.0), (110.0, 10.0)) == 0.0  # inside both windows
+    assert judge.progress(task, (90.0, -50.0), (90.0, -20.0)) == pytest.approx(30.0)  # pitch counts for HOS
+    hps = _task(kind="HPS")
+    assert judge.progress(hps, (90.0, -50.0), (90.0, 0.0)) == 0.0  # pitch is not judged for HPS
+    assert judge.progress(hps, (330.0, 0.0), (30.0, 0.0)) == pytest.approx(60.0)  # wrapped through 0
+
+
+def test_target_direction_is_signed_and_wrapped():
+    task = _task()  # windows centred at yaw 90, pitch 0
+    assert judge.target_direction(task, 30.0, 10.0) == pytest.approx((60.0, -10.0))  # turn right and down
+    assert judge.target_direction(task, 200.0, 0.0) == pytest.approx((-110.0, 0.0))  # left is shorter
+    assert judge.target_direction(_task(kind="HPS"), 90.0, 45.0) == pytest.approx((0.0, 0.0))  # pitch not judged
+
+
 def test_final_reward_is_success_plus_format():
     task = _task()
     assert judge.final_reward(task, 90.0, 0.0, well_formed=True) == 1.0

@@ -138,3 +138,79 @@ def test_agent_submits_the_current_heading_and_turns_by_the_table(tmp_path):
     agent.reset({"max_turns": 10})
     assert agent.act(observation) == {"submit": 0, "yaw": 90.0, "pitch": 0.0}  # big_right
     assert dataclasses.asdict(agent.policy.config)["action_names"] == NAMES
+
+
+def test_last_turn_submits_leaves_submit_as_the_only_action_on_the_last_turn():
+    submit = NAMES.index("submit")
+    policy = SearchPolicy(_config(last_turn_submits=True))
+    x = _inputs(policy, 12)  # turns 0..11 of a 10-turn budget: turns 9, 10 and 11 are last turns
+    starts = torch.ones(12)
+    assert x["last_turn"].tolist() == [turn >= 9 for turn in range(12)]
+    for _ in range(5):
+        action, logprob, entropy, _, _ = policy.get_action_and_value(x, policy.initial_state(12), starts)
+        assert (action[9:] == submit).all() and torch.allclose(logprob[9:], torch.zeros(3), atol=1e-6)
+        assert (entropy[9:].abs() < 1e-6).all() and (entropy[:9] > 1.0).all()
+    free = SearchPolicy(_config())
+    free.load_state_dict(policy.state_dict())
+    hidden, _ = free.memory(x, free.initial_state(12), starts)
+    assert torch.equal(free.action_logits(hidden, x["last_turn"]), free.actor(hidden))  # off: nothing masked
+
+
+def test_target_loss_labels_in_view_and_offsets_and_ignores_offsets_out_of_view():
+    policy = SearchPolicy(_config(target_head=True)).requires_grad_(False)
+    hidden = torch.zeros(4, policy.config.hidden_size)
+    half_fov = (50.0, 30.0)
+    with torch.no_grad():
+        policy.target.weight.zero_()
+        policy.target.bias.copy_(torch.tensor([30.0, 0.2, -0.5]))  # "in view, at (10, -15) degrees"
+    in_view = torch.tensor([[10.0, -15.0]] * 4)
+    assert float(policy.target_loss(hidden, in_view, half_fov)) < 1e-6
+    shifted = torch.tensor([[35.0, -15.0]] * 4)  # in view, but half a field of view further right
+    assert float(policy.target_loss(hidden, shifted, half_fov)) == pytest.approx(0.25, abs=1e-5)
+    with torch.no_grad():
+        policy.target.bias.copy_(torch.tensor([-30.0, 0.9, 0.9]))  # "not in view": the offsets do not count
+    out_of_view = torch.tensor([[120.0, 0.0], [-60.0, 0.0], [0.0, 45.0], [180.0, -80.0]])
+    assert float(policy.target_loss(hidden, out_of_view, half_fov)) < 1e-6
+    with pytest.raises(ValueError, match="no target head"):
+        SearchPolicy(_config()).target_loss(hidden, in_view, half_fov)
+
+
+def test_a_checkpoint_with_a_target_head_round_trips(tmp_path):
+    policy = SearchPolicy(_config(target_head=True, last_turn_submits=True))
+    torch.save(policy_checkpoint(policy), tmp_path / "policy.pt")
+    loaded = load_policy(tmp_path / "policy.pt")
+    assert loaded.config == policy.config and loaded.target is not None
+    data = policy_checkpoint(policy)
+    data["config"]["target_head"] = False
+    torch.save(data, tmp_path / "bad.pt")
+    with pytest.raises(PolicyCheckpointError, match="target_head"):
+        load_policy(tmp_path / "bad.pt")
+
+
+def test_the_agent_never_reads_the_target_head_and_submits_on_its_last_turn(tmp_path):
+    torch.manual_seed(0)
+    policy = SearchPolicy(_config(target_head=True, last_turn_submits=True))
+    with torch.no_grad():  # random actor weights, so the logits depend on what the GRU carries
+        policy.actor.weight.normal_(0.0, 1.0)
+    torch.save(policy_checkpoint(policy), tmp_path / "a.pt")
+    with torch.no_grad():
+        policy.target.weight.normal_()
+        policy.target.bias.normal_()
+    torch.save(policy_checkpoint(policy), tmp_path / "b.pt")
+    plays, logits = [], []
+    for name in ("a.pt", "b.pt"):
+        agent = PPOAgent(str(tmp_path / name), greedy=False)
+        agent.reset({"instruction": "Find the red clock.", "max_turns": 6, "seed": 7})
+        rng = np.random.default_rng(1)  # the same views for both checkpoints
+        actions = []
+        for turn in range(6):
+            observation = {"image": rng.integers(0, 256, (36, 64, 3), dtype=np.uint8), "turn": turn,
+                           "instruction": "Find the red clock.", "heading": np.array([0.0, 0.0], np.float32)}
+            actions.append(agent.act(observation))
+        plays.append(actions)
+        x = _inputs(agent.policy, 4)
+        hidden, _ = agent.policy.memory(x, agent.policy.initial_state(4), torch.ones(4))
+        logits.append(agent.policy.action_logits(hidden, x["last_turn"]))
+    assert plays[0] == plays[1]  # other target-head weights, the same sampled actions
+    assert torch.equal(logits[0], logits[1]) and logits[0].std() > 0
+    assert plays[0][-1]["submit"] == 1 and any(action["submit"] == 0 for action in plays[0][:-1])

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,7 +36,7 @@ def _suite(folder: Path) -> str:
 def _args(tmp_path: Path, out: str, **overrides) -> Args:
     settings = dict(suite=_suite(tmp_path / "suite"), out=str(tmp_path / out), total_steps=3 * 2 * 8, num_envs=2,
                     num_steps=8, num_minibatches=2, view_size=(64, 36), working_set=2, swap_every=3, update_epochs=1,
-                    checkpoint_every=10, progress=False, codebook=True)
+                    checkpoint_every=10, progress=False, codebook=True, target_loss=0.5)
     settings.update(overrides)
     return Args(**settings)
 
@@ -74,12 +75,44 @@ def test_cli_trains_and_the_ppo_agent_plays_under_eval(tmp_path):
     suite = _suite(tmp_path / "suite")
     run = tmp_path / "cli"
     assert main(["train", "ppo", "--suite", suite, "--out", str(run), "--total-steps", "32", "--num-envs", "4",
-                 "--num-steps", "8", "--view-size", "64x36", "--working-set", "2", "--quiet"]) == 0
+                 "--num-steps", "8", "--view-size", "64x36", "--working-set", "2", "--target-loss", "0.5",
+                 "--quiet"]) == 0
     assert (run / "checkpoint.pt").is_file() and (run / "progress.csv").is_file()
     results = tmp_path / "eval"
     assert main(["eval", "--agent", "ppo", "--agent-arg", f"checkpoint={run / 'checkpoint.pt'}", "--suite", suite,
                  "--out", str(results), "--view-size", "128x72", "--quiet", "--batch-size", "3"]) == 0
     summary = json.loads((results / "summary.json").read_text())
     assert summary["overall"]["episodes"] == 12
+    assert summary["overall"]["submitted_rate"] == 1.0  # the policy submits on its last turn at the latest
     assert main(["eval", "--agent", "ppo", "--agent-arg", f"checkpoint={run / 'checkpoint.pt'}",
                  "--agent-arg", "codebook=true", "--suite", suite, "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+
+
+def test_the_training_reward_adds_progress_shaping_and_the_csv_return_stays_the_envs(tmp_path):
+    args = _args(tmp_path, "shaped", total_steps=2 * 8, progress_reward=0.5)
+    train(args)
+    rows = _rows(Path(args.out))
+    assert rows[0]["target_loss"] not in ("", "None")
+    from panoseek.training import ppo
+
+    class Step:  # a vector env stand-in returning fixed rewards and progress
+        action_names = ("submit", "right")
+
+        def step(self, action):
+            info = {"progress": np.array([45.0, -90.0]), "turn": np.array([1, 0]),
+                    "target_direction": np.zeros((2, 2)), "final_info": {"success": np.array([False, True]),
+                                                                          "turn": np.array([0, 3])}}
+            return {}, np.array([0.0, 1.0]), np.array([False, True]), np.array([False, False]), info
+
+    loop = {"done": torch.zeros(2)}
+    finished = {"return": [], "success": [], "length": []}
+    reward = ppo._env_turn(Step(), loop, np.array([1, 0]), finished, progress_reward=0.5)
+    assert reward.tolist() == pytest.approx([0.25, 0.5])  # 0.5 per 90 degrees of progress, added to the env's
+    assert finished == {"return": [1.0], "success": [True], "length": [3]}  # logged: the env's reward only
+
+
+def test_negative_training_signal_weights_are_refused(tmp_path, capsys):
+    for flag in ("--target-loss", "--progress-reward"):
+        assert main(["train", "ppo", "--out", str(tmp_path / "run"), flag, "-1", "--quiet"]) == 2
+        assert "must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -13,7 +13,7 @@ from panoseek.cli import main
 from panoseek.envs.panorama import save_image
 from panoseek.envs.eval.figures import sample_episodes, trajectory_picture
 from panoseek.envs.eval.report import ReportError, load_results, write_report
-from panoseek.envs.eval.stats import by_level, group_stats, success_by_turn
+from panoseek.envs.eval.stats import by_level, group_stats, mean_and_stderr, success_by_turn
 from panoseek.envs.task import HOS, HPS
 from panoseek.scenes import load_suite
 
@@ -94,6 +94,13 @@ def test_success_by_turn_counts_successes_within_t_turns():
     # successes: HOS 3 at turn 2, 1 at turn 3; HPS turns 1+i%4 for i%4 in 0..2 -> 2 each at turns 1, 2, 3
     expected_counts = np.array([2, 7, 10, 10, 10, 10, 10, 10, 10, 10])
     np.testing.assert_allclose(curve, expected_counts / len(RECORDS))
+
+
+def test_mean_and_stderr_over_seeds():
+    result = mean_and_stderr([0.1, 0.2, 0.3])
+    assert result["n"] == 3 and result["mean"] == pytest.approx(0.2)
+    assert result["stderr"] == pytest.approx(0.1 / np.sqrt(3))  # sample stdev 0.1
+    assert mean_and_stderr([0.4, None, float("nan")]) == {"n": 1, "mean": 0.4, "stderr": None}
 
 
 def test_report_markdown_and_pictures(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from conftest import make_task, smooth_panorama
+from panoseek.envs import judge
 from panoseek.envs.env import PanoramaSearchEnv
 from panoseek.envs.vector import VectorSearchEnv
 from panoseek.envs.wrappers import DiscreteRotations
@@ -142,3 +143,28 @@ def test_bad_arguments_and_actions_are_refused_clearly():
         env.step(np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="2 integers"):
         env.step(np.zeros(2))
+
+
+def test_progress_and_target_direction_are_what_the_judge_says():
+    tasks = _tasks()
+    env = VectorSearchEnv(tasks, 4, **SETTINGS)
+    env.reset(seed=3)
+    seen_positive = seen_negative = False
+    for actions in _actions(12, 4, seed=5):
+        before = np.stack([env._yaw, env._pitch], axis=1).copy()
+        task_index = env._task.copy()
+        _, _, _, _, info = env.step(actions)
+        for i, action in enumerate(actions):
+            progress = info["final_info"]["progress"][i] if info.get("_final_info", np.zeros(4, bool))[i] else info["progress"][i]
+            if action in (0, 7):  # a submission or an invalid turn moves nothing
+                assert progress == 0.0
+                continue
+            turn = env._dyaw[action], env._dpitch[action]
+            after = ((before[i, 0] + turn[0]) % 360.0, float(np.clip(before[i, 1] + turn[1], -90.0, 90.0)))
+            assert progress == pytest.approx(judge.progress(tasks[task_index[i]], tuple(before[i]), after))
+            seen_positive |= progress > 0
+            seen_negative |= progress < 0
+        for i in range(4):  # the labels of the target head: from each returned observation's heading
+            expected = judge.target_direction(tasks[env._task[i]], env._yaw[i], env._pitch[i])
+            assert tuple(info["target_direction"][i]) == pytest.approx(expected)
+    assert seen_positive and seen_negative

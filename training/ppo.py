@@ -11,7 +11,22 @@ mode, which is what CleanRL's loop assumes (it was written for gym 0.29, whose v
 envs reset in the same step): ``done`` after a step means the returned observation
 starts a new episode, so it resets the GRU state and cuts the GAE recursion there.
 A truncated episode (turn budget spent) is a failure with reward 0, not a cut to
-bootstrap through: the turn count is part of the policy's input.
+bootstrap through: the turn count is part of the policy's input. By default the only
+action on the last turn is submit (``last_turn_submits``), so no episode is truncated.
+
+Reward: the env's reward (:func:`panoseek.envs.judge.final_reward` on submission, the
+reward ``panoseek eval`` reports) plus, with ``progress_reward`` = c, a shaping term of
+c per 90 degrees by which a turn closed the miss of the target's windows
+(:func:`panoseek.envs.judge.progress`), as ObjectNav agents (allenai/procthor-rl) are
+rewarded for the change in distance to the goal. Over an episode it sums to c times the
+start's miss minus the submitted miss, so with gamma 1 (the default) it cannot be farmed
+by turning back and forth; it pays for turning toward a target that is in view long before success alone
+teaches the policy to see. The CSV's ``return`` is the env's reward only. With
+``target_loss`` = w > 0 the policy grows a target head (:meth:`SearchPolicy.target_loss`):
+w times an auxiliary loss on privileged labels (is the target in view, where) is added
+to the PPO loss, a dense signal for perception (auxiliary tasks as in UNREAL). Both are
+training signals only: the trained policy acts on the views, instruction and heading
+alone, and ``panoseek eval`` scores it like any other agent.
 
 Rollouts sample from the policy in eval mode (no codebook dropout); updates run in
 train mode. Every ``checkpoint_every`` updates the whole state is saved to
@@ -38,12 +53,14 @@ from tqdm import tqdm
 
 from panoseek.agents.policy import PolicyConfig, SearchPolicy, WordTokenizer, policy_checkpoint
 from panoseek.envs.eval import stats
+from panoseek.envs.geometry import vertical_fov_deg
 from panoseek.envs.vector import VectorSearchEnv
 from panoseek.scenes import load_suite
 from panoseek.training.ppo_args import Args
 
 CSV_FIELDS = ("update", "global_step", "episodes", "return", "success", "success_stderr", "length", "lr",
-              "policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "explained_variance", "sps")
+              "policy_loss", "value_loss", "entropy", "target_loss", "approx_kl", "clipfrac", "explained_variance",
+              "sps")
 
 
 RUN_FREE = ("out", "total_steps", "progress", "checkpoint_every")  # may change between a run and its resume
@@ -67,10 +84,12 @@ def train(args: Args) -> dict[str, Any]:
     tokenizer = WordTokenizer.from_texts(task.instruction for task in tasks)
     config = PolicyConfig(vocabulary=tokenizer.vocabulary, action_names=envs.action_names,
                           step_deg=envs.step_deg, big_step_deg=envs.big_step_deg,
-                          view_size=tuple(args.view_size), codebook=args.codebook)
+                          view_size=tuple(args.view_size), codebook=args.codebook,
+                          last_turn_submits=args.last_turn_submits, target_head=args.target_loss > 0)
     policy = SearchPolicy(config).to(device)
     optimizer = optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5)
 
+    half_fov = (envs.fov_deg / 2, vertical_fov_deg(envs.fov_deg, *envs.view_size) / 2)
     batch_size = args.num_envs * args.num_steps
     num_updates = args.total_steps // batch_size
     envs_per_batch = args.num_envs // args.num_minibatches
@@ -81,6 +100,8 @@ def train(args: Args) -> dict[str, Any]:
     words = [None] * args.num_steps  # instruction indices per step: (num_envs, L) tensors
     scalars = torch.zeros((args.num_steps, args.num_envs, 2), device=device)
     previous = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
+    last_turns = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)
+    directions = torch.zeros((args.num_steps, args.num_envs, 2), device=device)  # target-head labels
     actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long, device=device)
     logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
     rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
@@ -92,9 +113,9 @@ def train(args: Args) -> dict[str, Any]:
     if checkpoint_path.is_file():
         loop = _resume(checkpoint_path, args, policy, optimizer, envs)
     else:
-        obs, _ = envs.reset(seed=args.seed)
+        obs, info = envs.reset(seed=args.seed)
         loop = {
-            "update": 0, "global_step": 0, "obs": obs,
+            "update": 0, "global_step": 0, "obs": obs, "direction": info["target_direction"],
             "state": policy.initial_state(args.num_envs),
             "done": torch.ones(args.num_envs, device=device),  # every first observation starts an episode
             "previous": np.full(args.num_envs, policy.no_action), "turn": np.zeros(args.num_envs, np.int64),
@@ -119,11 +140,13 @@ def train(args: Args) -> dict[str, Any]:
             loop["global_step"] += args.num_envs
             x = _policy_inputs(policy, loop, args.max_turns)
             images[step], words[step], scalars[step], previous[step] = x["image"], x["words"], x["scalars"], x["previous"]
+            last_turns[step] = x["last_turn"]
+            directions[step] = torch.as_tensor(loop["direction"], dtype=torch.float32, device=device)
             dones[step] = loop["done"]
             with torch.no_grad():
                 action, logprob, _, value, loop["state"] = policy.get_action_and_value(x, loop["state"], loop["done"])
             values[step], actions[step], logprobs[step] = value, action, logprob
-            reward = _env_turn(envs, loop, action.cpu().numpy(), finished)
+            reward = _env_turn(envs, loop, action.cpu().numpy(), finished, args.progress_reward)
             rewards[step] = torch.as_tensor(reward, dtype=torch.float32, device=device)
 
         # -------------------------------------------------------------- advantages (GAE)
@@ -150,13 +173,14 @@ def train(args: Args) -> dict[str, Any]:
                 mb_envs = env_indices[first : first + envs_per_batch]
                 batch = {
                     "x": {"image": images[:, mb_envs].flatten(0, 1), "words": b_words[:, mb_envs].flatten(0, 1),
-                          "scalars": scalars[:, mb_envs].flatten(0, 1), "previous": previous[:, mb_envs].flatten(0, 1)},
+                          "scalars": scalars[:, mb_envs].flatten(0, 1), "previous": previous[:, mb_envs].flatten(0, 1),
+                          "last_turn": last_turns[:, mb_envs].flatten(0, 1)},
                     "state": initial_state[:, mb_envs], "starts": dones[:, mb_envs].flatten(),
                     "actions": actions[:, mb_envs].flatten(), "logprobs": logprobs[:, mb_envs].flatten(),
                     "advantages": advantages[:, mb_envs].flatten(), "returns": returns[:, mb_envs].flatten(),
-                    "values": values[:, mb_envs].flatten(),
+                    "values": values[:, mb_envs].flatten(), "direction": directions[:, mb_envs].flatten(0, 1),
                 }
-                losses = _minibatch_update(policy, optimizer, batch, args)
+                losses = _minibatch_update(policy, optimizer, batch, args, half_fov)
                 clipfracs.append(losses["clipfrac"])
 
         y_pred, y_true = values.flatten().cpu().numpy(), returns.flatten().cpu().numpy()
@@ -169,7 +193,8 @@ def train(args: Args) -> dict[str, Any]:
             "return": stats.mean(finished["return"]), "success": success["success"],
             "success_stderr": success["stderr"], "length": stats.mean(finished["length"]),
             "lr": optimizer.param_groups[0]["lr"], "policy_loss": losses["policy_loss"],
-            "value_loss": losses["value_loss"], "entropy": losses["entropy"], "approx_kl": losses["approx_kl"],
+            "value_loss": losses["value_loss"], "entropy": losses["entropy"], "target_loss": losses["target_loss"],
+            "approx_kl": losses["approx_kl"],
             "clipfrac": float(np.mean(clipfracs)),
             "explained_variance": float("nan") if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y),
             "sps": batch_size / (time.perf_counter() - start_time),
@@ -193,8 +218,10 @@ def _policy_inputs(policy: SearchPolicy, loop: dict[str, Any], max_turns: int) -
     return policy.inputs(obs["image"], obs["instruction"], obs["heading"][:, 1], loop["turn"], max_turns, loop["previous"])
 
 
-def _env_turn(envs: VectorSearchEnv, loop: dict[str, Any], action: np.ndarray, finished: dict[str, list]) -> np.ndarray:
-    """One turn of all N episodes: step the vector env, track previous actions, turns and finished episodes."""
+def _env_turn(envs: VectorSearchEnv, loop: dict[str, Any], action: np.ndarray, finished: dict[str, list],
+              progress_reward: float) -> np.ndarray:
+    """One turn of all N episodes: step the vector env, track previous actions, turns and finished episodes;
+    returns the training reward (the env's, plus the progress shaping)."""
     loop["obs"], reward, terminated, truncated, info = envs.step(action)
     done = terminated | truncated
     for i in np.flatnonzero(done):
@@ -203,13 +230,17 @@ def _env_turn(envs: VectorSearchEnv, loop: dict[str, Any], action: np.ndarray, f
         finished["length"].append(int(info["final_info"]["turn"][i]))
     loop["previous"] = np.where(done, len(envs.action_names), action)
     loop["turn"] = info["turn"].copy()
+    loop["direction"] = info["target_direction"].copy()
     loop["done"] = torch.as_tensor(done, dtype=torch.float32, device=loop["done"].device)
-    return reward
+    return reward + progress_reward * info["progress"] / 90.0
 
 
-def _minibatch_update(policy: SearchPolicy, optimizer: optim.Optimizer, mb: dict[str, Any], args: Args) -> dict[str, float]:
-    """One gradient step of the PPO loss on a minibatch of whole environment sequences."""
-    _, new_logprob, entropy, new_value, _ = policy.get_action_and_value(mb["x"], mb["state"], mb["starts"], mb["actions"])
+def _minibatch_update(policy: SearchPolicy, optimizer: optim.Optimizer, mb: dict[str, Any], args: Args,
+                      half_fov: tuple[float, float]) -> dict[str, float]:
+    """One gradient step of the PPO loss (plus the target head's, if any) on a minibatch of whole
+    environment sequences."""
+    hidden, _ = policy.memory(mb["x"], mb["state"], mb["starts"])
+    _, new_logprob, entropy, new_value = policy.heads(hidden, mb["x"]["last_turn"], mb["actions"])
     log_ratio = new_logprob - mb["logprobs"]
     ratio = log_ratio.exp()
     with torch.no_grad():
@@ -226,12 +257,16 @@ def _minibatch_update(policy: SearchPolicy, optimizer: optim.Optimizer, mb: dict
         value_loss = 0.5 * ((new_value - mb["returns"]) ** 2).mean()
     entropy_loss = entropy.mean()
     loss = policy_loss - args.ent_coef * entropy_loss + args.vf_coef * value_loss
+    target_loss = policy.target_loss(hidden, mb["direction"], half_fov) if args.target_loss > 0 else None
+    if target_loss is not None:
+        loss = loss + args.target_loss * target_loss
 
     optimizer.zero_grad()
     loss.backward()
     nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
     optimizer.step()
     return {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy_loss.item(),
+            "target_loss": None if target_loss is None else target_loss.item(),
             "approx_kl": approx_kl.item(), "clipfrac": clipfrac.item()}
 
 
@@ -248,7 +283,8 @@ def _save(path: Path, args: Args, policy: SearchPolicy, optimizer: optim.Optimiz
         "env": envs.get_state(),
         "loop": {"update": loop["update"], "global_step": loop["global_step"], "episodes": loop["episodes"],
                  "state": loop["state"].cpu(), "done": loop["done"].cpu(),
-                 "previous": loop["previous"].tolist(), "turn": loop["turn"].tolist()},
+                 "previous": loop["previous"].tolist(), "turn": loop["turn"].tolist(),
+                 "direction": loop["direction"].tolist()},
         "rng": torch.get_rng_state(),
     }
     partial = path.with_suffix(f".{os.getpid()}.tmp")
@@ -277,6 +313,7 @@ def _resume(path: Path, args: Args, policy: SearchPolicy, optimizer: optim.Optim
         "update": loop["update"], "global_step": loop["global_step"], "episodes": loop["episodes"],
         "obs": envs.set_state(data["env"]), "state": loop["state"].to(device), "done": loop["done"].to(device),
         "previous": np.array(loop["previous"]), "turn": np.array(loop["turn"]),
+        "direction": np.array(loop["direction"], dtype=np.float64).reshape(-1, 2),
     }
 
 
@@ -324,7 +361,7 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
     axes[1].plot(steps, series("length"), label="turns")
     axes[1].legend()
     axes[1].set_title("episode return and length")
-    for key in ("policy_loss", "value_loss", "entropy"):
+    for key in ("policy_loss", "value_loss", "entropy", "target_loss"):
         axes[2].plot(steps, series(key), label=key)
     axes[2].legend()
     axes[2].set_title("losses")

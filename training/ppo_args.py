@@ -23,11 +23,14 @@ class Args:
     view_size: tuple[int, int] = (128, 72)
     max_turns: int = 10
     distance_reward: bool = False  # add the H* paper's distance shaping to the submission reward
-    working_set: int = 16  # panoramas in memory at a time (see VectorSearchEnv)
-    swap_every: int = 200  # finished episodes between two working-set swaps
+    progress_reward: float = 0.0  # shaping per 90 degrees a turn brings the heading toward the target
+    last_turn_submits: bool = True  # on the budget's last turn the only action is submit
+    target_loss: float = 1.0  # weight of the target head's auxiliary loss (0: no head)
+    working_set: int = 64  # panoramas in memory at a time (see VectorSearchEnv)
+    swap_every: int = 16  # finished episodes between two working-set swaps (rarer swaps: memorised panoramas)
     learning_rate: float = 2.5e-4
     anneal_lr: bool = True
-    gamma: float = 0.99
+    gamma: float = 1.0  # episodes are at most max_turns long: no discount needed
     gae_lambda: float = 0.95
     num_minibatches: int = 4
     update_epochs: int = 4

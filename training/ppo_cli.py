@@ -23,10 +23,16 @@ def _train_ppo(args: argparse.Namespace) -> int:
     settings = Args(
         suite=args.suite, out=args.out, seed=args.seed, total_steps=args.total_steps, num_envs=args.num_envs,
         num_steps=args.num_steps, codebook=args.codebook, distance_reward=args.distance_reward,
+        progress_reward=args.progress_reward, last_turn_submits=args.last_turn_submits,
+        learning_rate=args.learning_rate, ent_coef=args.ent_coef, gamma=args.gamma, target_loss=args.target_loss,
         view_size=args.view_size, working_set=args.working_set, swap_every=args.swap_every,
         update_epochs=args.update_epochs, device=args.device, threads=args.threads,
         checkpoint_every=args.checkpoint_every, progress=not args.quiet,
     )
+    if settings.target_loss < 0 or settings.progress_reward < 0:
+        print(f"panoseek train ppo: error: --target-loss and --progress-reward must be >= 0, got "
+              f"{settings.target_loss} and {settings.progress_reward}", file=sys.stderr)
+        return 2
     if settings.num_envs % settings.num_minibatches:
         print(f"panoseek train ppo: error: --num-envs must be a multiple of {settings.num_minibatches} "
               f"(minibatches hold whole environments), got {settings.num_envs}", file=sys.stderr)
@@ -63,13 +69,28 @@ def add_ppo_command(train_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--codebook", action="store_true", help="add the codebook bottleneck")
     parser.add_argument("--distance-reward", action="store_true",
                         help="add the H* paper's distance shaping to the submission reward (training only)")
+    parser.add_argument("--progress-reward", type=float, default=defaults.progress_reward, metavar="C",
+                        help="shaping: C per 90 degrees a turn brings the heading toward the target's windows "
+                        f"(training only; 0 turns it off; default {defaults.progress_reward})")
+    parser.add_argument("--last-turn-submits", action=argparse.BooleanOptionalAction,
+                        default=defaults.last_turn_submits,
+                        help="on the last turn of the budget the only action is submit (default on)")
+    parser.add_argument("--target-loss", type=float, default=defaults.target_loss, metavar="W",
+                        help="weight of an auxiliary loss that predicts whether and where the target is in view, "
+                        f"from privileged labels (training only; 0: off; default {defaults.target_loss})")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+                        help=f"Adam learning rate, annealed linearly to 0 (default {defaults.learning_rate})")
+    parser.add_argument("--ent-coef", type=float, default=defaults.ent_coef,
+                        help=f"entropy bonus (default {defaults.ent_coef})")
+    parser.add_argument("--gamma", type=float, default=defaults.gamma,
+                        help=f"discount per turn (default {defaults.gamma})")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--view-size", type=_view_size, default=defaults.view_size, metavar="WxH",
                         help="policy view size (default 128x72)")
     parser.add_argument("--working-set", type=int, default=defaults.working_set,
-                        help="panoramas held in memory at a time (default 16)")
+                        help=f"panoramas held in memory at a time (default {defaults.working_set})")
     parser.add_argument("--swap-every", type=int, default=defaults.swap_every,
-                        help="finished episodes between working-set swaps (default 200)")
+                        help=f"finished episodes between working-set swaps (default {defaults.swap_every})")
     parser.add_argument("--device", default=defaults.device, help="cpu or cuda (policy and renderer)")
     parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads (default 1)")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="updates")

@@ -36,6 +36,14 @@ def mean(values: Sequence[Any]) -> float | None:
     return math.fsum(finite) / len(finite) if finite else None
 
 
+def mean_and_stderr(values: Sequence[Any]) -> dict[str, Any]:
+    """Mean of independent runs' figures (e.g. one success rate per training seed) with the
+    standard error of that mean, stdev / sqrt(n); stderr None for fewer than two values."""
+    finite = _finite(values)
+    stderr = statistics.stdev(finite) / math.sqrt(len(finite)) if len(finite) > 1 else None
+    return {"n": len(finite), "mean": mean(finite), "stderr": stderr}
+
+
 def median(values: Sequence[Any]) -> float | None:
     finite = _finite(values)
     return float(statistics.median(finite)) if finite else None
