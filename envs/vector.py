@@ -34,12 +34,14 @@ views are rendered together, by a thread pool over :func:`~panoseek.envs.render.
   in a single environment.
 
 ``info`` holds arrays: ``task_index``, ``start_index``, ``turn`` (of the returned
-observation), ``target_direction`` (signed degrees from its heading to the target,
-:func:`panoseek.envs.judge.target_direction`), ``valid_action``, ``success`` and
-``progress`` (of this step's action: degrees by which a turn closed the miss of the
-target's windows, :func:`panoseek.envs.judge.progress`, 0 for a submission). Nothing in
-it is shown to an agent: the training code reads the rewards and flags, and optionally
-progress (shaping) and target_direction (an auxiliary loss's labels).
+observation), ``valid_action`` and ``success`` (of this step's action). With
+``training_labels=True`` also ``progress`` (of this step's action: degrees by which a
+turn closed the miss of the target's windows, :func:`panoseek.envs.judge.progress`, 0
+for a submission) and ``target_direction`` (of the returned observation: signed degrees
+from its heading to the target, :func:`panoseek.envs.judge.target_direction`); off by
+default, so stepping costs nothing for them. Nothing in it is shown to an agent: the
+training code reads the rewards and flags, and optionally progress (shaping) and
+target_direction (an auxiliary loss's labels).
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ class VectorSearchEnv(gym.vector.VectorEnv):
     plus ``working_set`` (None: any task; K: the tasks of K panoramas at a time),
     ``swap_every`` (finished episodes between two swaps of the working set),
     ``renderer`` (``"opencv"``: the single environment's renderer, identical pixels;
-    ``"torch"``: ``render_views_torch`` on ``device``, within rounding of it) and
-    ``threads`` (OpenCV renderer threads).
+    ``"torch"``: ``render_views_torch`` on ``device``, within rounding of it),
+    ``threads`` (OpenCV renderer threads) and ``training_labels`` (add ``progress`` and
+    ``target_direction`` to ``info``).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
@@ -103,6 +106,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         renderer: str = "opencv",
         device: str = "cuda",
         threads: int | None = None,
+        training_labels: bool = False,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -145,6 +149,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
             raise ValueError(f"swap_every must be a positive integer, got {swap_every!r}")
         self.working_set = None if working_set is None else min(working_set, len(self._groups))
         self.swap_every = swap_every
+        self.training_labels = bool(training_labels)
         self.timings = {"load_s": 0.0, "render_s": 0.0}
         self._cache = PanoramaCache(self.working_set or num_envs + 4)
 
@@ -182,7 +187,10 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         everyone = np.arange(self.num_envs)
         self._new_episodes(everyone)
         self._render(everyone, self._images)
-        return self._observation(), self._info(np.ones(self.num_envs, bool), np.zeros(self.num_envs, bool))
+        info = self._info(np.ones(self.num_envs, bool), np.zeros(self.num_envs, bool))
+        if self.training_labels:
+            info["target_direction"] = self._target_directions()
+        return self._observation(), info
 
     def step(self, actions: Any) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict]:
         """One turn of every episode; finished episodes restart at once (``SAME_STEP``)."""
@@ -197,7 +205,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         self._turn += 1
         rewards = np.zeros(self.num_envs)
         success = np.zeros(self.num_envs, bool)
-        before = np.stack([self._yaw, self._pitch], axis=1)
+        before = np.stack([self._yaw, self._pitch], axis=1) if self.training_labels else None
         self._yaw[turning] = wrap_yaw(self._yaw[turning] + self._dyaw[actions[turning]])
         self._pitch[turning] = clamp_pitch(self._pitch[turning] + self._dpitch[actions[turning]])
         for i in np.flatnonzero(submits):
@@ -210,9 +218,11 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         truncated = ~terminated & (self._turn >= self.max_turns)
         self._render(np.flatnonzero(turning), self._images)
         step_info = self._info(valid, success)
-        step_info["progress"] = np.zeros(self.num_envs)
-        for i in np.flatnonzero(turning):
-            step_info["progress"][i] = judge.progress(self.tasks[self._task[i]], tuple(before[i]), (self._yaw[i], self._pitch[i]))
+        if self.training_labels:
+            step_info["progress"] = np.zeros(self.num_envs)
+            for i in np.flatnonzero(turning):
+                step_info["progress"][i] = judge.progress(self.tasks[self._task[i]], tuple(before[i]),
+                                                          (self._yaw[i], self._pitch[i]))
         info = dict(step_info)
         done = np.flatnonzero(terminated | truncated)
         if done.size:
@@ -223,10 +233,12 @@ class VectorSearchEnv(gym.vector.VectorEnv):
                 info = self._add_info(info, {"final_obs": final, "final_info": final_info}, int(i))
             self._new_episodes(done)
             self._render(done, self._images)
-            info.update(self._episode_info())
+            info.update({key: getattr(self, attr).copy() for key, attr in _EPISODE_INFO.items()})
             self._finished += done.size
             if self.working_set is not None and self.working_set < len(self._groups) and self._finished >= self.swap_every:
                 self._swap()
+        if self.training_labels:
+            info["target_direction"] = self._target_directions()
         return self._observation(), rewards, terminated, truncated, info
 
     def close_extras(self, **kwargs: Any) -> None:
@@ -336,16 +348,13 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         }
 
     def _info(self, valid: np.ndarray, success: np.ndarray) -> dict[str, Any]:
-        info = self._episode_info()
+        info = {key: getattr(self, attr).copy() for key, attr in _EPISODE_INFO.items()}
         info.update(valid_action=valid.copy(), success=success.copy())
         return info
 
-    def _episode_info(self) -> dict[str, Any]:
-        """Which episode each environment plays and where its target is from the current heading."""
-        info = {key: getattr(self, attr).copy() for key, attr in _EPISODE_INFO.items()}
-        info["target_direction"] = np.array([judge.target_direction(self.tasks[t], y, p)
-                                             for t, y, p in zip(self._task, self._yaw, self._pitch)])
-        return info
+    def _target_directions(self) -> np.ndarray:
+        """(N, 2) signed degrees from each environment's heading to its target (a training label)."""
+        return np.array([judge.target_direction(self.tasks[t], y, p) for t, y, p in zip(self._task, self._yaw, self._pitch)])
 
 
 _EPISODE_INFO = {"task_index": "_task", "start_index": "_start", "turn": "_turn"}

@@ -147,7 +147,11 @@ def test_bad_arguments_and_actions_are_refused_clearly():
 
 def test_progress_and_target_direction_are_what_the_judge_says():
     tasks = _tasks()
-    env = VectorSearchEnv(tasks, 4, **SETTINGS)
+    plain = VectorSearchEnv(tasks, 4, **SETTINGS)
+    _, info = plain.reset(seed=3)
+    assert "target_direction" not in info  # the labels cost nothing unless asked for
+    assert not {"progress", "target_direction"} & set(plain.step(_actions(1, 4, seed=5)[0])[4])
+    env = VectorSearchEnv(tasks, 4, training_labels=True, **SETTINGS)
     env.reset(seed=3)
     seen_positive = seen_negative = False
     for actions in _actions(12, 4, seed=5):

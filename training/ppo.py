@@ -79,7 +79,7 @@ def train(args: Args) -> dict[str, Any]:
     envs = VectorSearchEnv(
         tasks, args.num_envs, view_size=tuple(args.view_size), max_turns=args.max_turns,
         distance_reward=args.distance_reward, working_set=args.working_set, swap_every=args.swap_every,
-        renderer="torch" if device.type == "cuda" else "opencv", device=args.device,
+        renderer="torch" if device.type == "cuda" else "opencv", device=args.device, training_labels=True,
     )
     tokenizer = WordTokenizer.from_texts(task.instruction for task in tasks)
     config = PolicyConfig(vocabulary=tokenizer.vocabulary, action_names=envs.action_names,
