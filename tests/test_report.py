@@ -13,7 +13,7 @@ from panoseek.cli import main
 from panoseek.envs.panorama import save_image
 from panoseek.envs.eval.figures import sample_episodes, trajectory_picture
 from panoseek.envs.eval.report import ReportError, load_results, write_report
-from panoseek.envs.eval.stats import by_level, group_stats, mean_and_stderr, success_by_turn
+from panoseek.envs.eval.stats import by_level, group_stats, mean_and_stderr, paired_difference, success_by_turn
 from panoseek.envs.task import HOS, HPS
 from panoseek.scenes import load_suite
 
@@ -184,6 +184,44 @@ def test_compare_mode_one_row_per_agent(tmp_path):
     assert table_row(text, "oracle")[:2] == ["100.0", "100.0"]
     assert "not comparable" not in text
     assert (tmp_path / "cmp_files" / "success_by_turn.png").stat().st_size > 10_000
+
+
+def test_paired_difference_by_hand():
+    baseline = [{"episode_id": f"e{i}", "success": won} for i, won in enumerate([True, False, False, True])]
+    other = [{"episode_id": f"e{i}", "success": won} for i, won in enumerate([True, True, False, False])]
+    diff = paired_difference(baseline, other)
+    # differences 0, +1, 0, -1: mean 0, stdev sqrt(2/3), s.e. sqrt(2/3) / 2
+    assert diff["episodes"] == 4 and diff["difference"] == 0.0
+    assert diff["stderr"] == pytest.approx((2 / 3) ** 0.5 / 2)
+    assert (diff["gained"], diff["lost"]) == (1, 1)
+    assert paired_difference(baseline, list(reversed(other))) == diff  # matched by episode id, not order
+    better = paired_difference(baseline, [dict(r, success=True) for r in baseline])
+    assert better["difference"] == 0.5 and better["stderr"] == pytest.approx(((4 * 0.25) / 3) ** 0.5 / 2)
+
+
+def test_paired_difference_refuses_other_episodes():
+    runs = [{"episode_id": "a#0", "success": True}, {"episode_id": "b#0", "success": False}]
+    with pytest.raises(ValueError, match=r"different episodes \(2 not in both"):
+        paired_difference(runs, [{"episode_id": "a#1", "success": True}, {"episode_id": "b#0", "success": True}])
+    with pytest.raises(ValueError, match="occurs twice"):
+        paired_difference(runs, [runs[0], runs[0], runs[1]])
+
+
+def test_compare_page_has_paired_differences_on_the_same_episodes(tmp_path):
+    first = write_results(tmp_path / "a", agent="sweep")
+    second = write_results(tmp_path / "b", [dict(r, success=True) for r in RECORDS], agent="oracle")
+    other_episodes = write_results(tmp_path / "c", [dict(r, episode_id=r["episode_id"] + "x") for r in RECORDS], agent="x")
+    out = tmp_path / "cmp.md"
+    assert main(["report", str(first), str(second), "--compare", "--out", str(out)]) == 0
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| oracle | +"))
+    # 8 of 18 episodes gained (HOS 6 of 10, HPS 2 of 8), none lost
+    overall = (8 * (1 - 8 / 18) ** 2 + 10 * (8 / 18) ** 2) / 17
+    hos, hps = (6 * 0.4**2 + 4 * 0.6**2) / 9, (2 * 0.75**2 + 6 * 0.25**2) / 7
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells == ["oracle", f"+44.4 ± {100 * (overall / 18) ** 0.5:.1f}", f"+60.0 ± {100 * (hos / 10) ** 0.5:.1f}",
+                     f"+25.0 ± {100 * (hps / 8) ** 0.5:.1f}", "8 / 0"]
+    assert main(["report", str(first), str(other_episodes), "--compare", "--out", str(out)]) == 0
+    assert "Paired differences" not in out.read_text()
 
 
 def test_compare_warns_on_different_fingerprints_and_labels_same_agents(tmp_path):

@@ -18,7 +18,9 @@ from typing import Any, Callable, Sequence
 
 from panoseek.envs.eval.figures import plot_success_by_turn, sample_episodes, trajectory_picture
 from panoseek.envs.eval.records import EPISODES_FILE, RUN_FILE, RecordsError, read_episodes, read_json
-from panoseek.envs.eval.stats import by_level, group_stats, level_columns, level_name, privileges_used
+from panoseek.envs.eval.stats import (
+    by_level, group_stats, level_columns, level_name, paired_difference, privileges_used,
+)
 from panoseek.envs.panorama import save_image
 from panoseek.envs.task import HOS, HPS, KINDS, UNLABELLED, Task
 
@@ -222,6 +224,39 @@ def _trajectory_section(results: Results, files: Path, task_lookup: TaskLookup |
     return lines
 
 
+def paired_section(results: Sequence[Results]) -> list[str]:
+    """Each later folder against the first, over the same episodes: the difference in success
+    with its paired standard error (``stats.paired_difference``), overall and per kind. Empty
+    when there is one folder or the folders played different episodes."""
+    ids = [sorted(str(e["episode_id"]) for e in r.episodes) for r in results]
+    if len(results) < 2 or any(other != ids[0] for other in ids[1:]):
+        return []
+    labels = row_labels(results)
+    lines = [
+        f"## Paired differences against {labels[0]}", "",
+        "The same episodes, so each difference has the paired standard error (stdev of the per-episode "
+        "differences / sqrt n); gained / lost: episodes that only the later run / only the first run solved.", "",
+        "| Agent | Overall (pts ± s.e.) | HOS (pts ± s.e.) | HPS (pts ± s.e.) | Gained / lost |",
+        "|---|---|---|---|---|",
+    ]
+    for label, result in zip(labels[1:], results[1:]):
+        diffs = [paired_difference(_of_kind(results[0], kind), _of_kind(result, kind)) for kind in (None, HOS, HPS)]
+        cells = [_signed_points(diff) for diff in diffs]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {diffs[0]['gained']} / {diffs[0]['lost']} |")
+    return lines + [""]
+
+
+def _of_kind(result: Results, kind: str | None) -> list[dict[str, Any]]:
+    return [e for e in result.episodes if kind is None or e["kind"] == kind]
+
+
+def _signed_points(diff: dict[str, Any]) -> str:
+    if diff["difference"] is None:
+        return "-"
+    error = "-" if diff["stderr"] is None else f"{100 * diff['stderr']:.1f}"
+    return f"{100 * diff['difference']:+.1f} ± {error}"
+
+
 def write_comparison(results: Sequence[Results], out: str | os.PathLike) -> Path:
     """Write one Markdown page comparing several results folders (one table row each)."""
     if not results:
@@ -241,6 +276,7 @@ def write_comparison(results: Sequence[Results], out: str | os.PathLike) -> Path
     lines += ["| Agent | Results | Suite | Fingerprint |", "|---|---|---|---|"]
     lines += [f"| {label} | `{r.path}` | `{r.suite}` | `{r.fingerprint}` |" for label, r in zip(row_labels(results), results)]
     lines += ["", "## Success rate (%)", "", markdown_tables(results), ""]
+    lines += paired_section(results)
     curve = plot_success_by_turn(results, row_labels(results), files / "success_by_turn.png")
     lines += ["## Success by turn", "", f"![success by turn]({files.name}/{curve.name})", ""]
     out_path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -44,6 +44,32 @@ def mean_and_stderr(values: Sequence[Any]) -> dict[str, Any]:
     return {"n": len(finite), "mean": mean(finite), "stderr": stderr}
 
 
+def paired_difference(baseline: Sequence[Record], other: Sequence[Record]) -> dict[str, Any]:
+    """Success of ``other`` minus success of ``baseline`` over the same episodes, with the
+    paired standard error (stdev of the per-episode differences / sqrt n).
+
+    Both runs played the same episodes, so their outcomes are correlated; the paired error
+    is the right yardstick for "raised success by more than two standard errors" and is
+    smaller than combining the two binomial errors. Records are matched by ``episode_id``;
+    different episode sets are refused (ValueError naming what differs).
+    """
+    first = {str(r["episode_id"]): bool(r.get("success")) for r in baseline}
+    second = {str(r["episode_id"]): bool(r.get("success")) for r in other}
+    if len(first) != len(baseline) or len(second) != len(other):
+        raise ValueError("paired_difference: an episode_id occurs twice in one run")
+    if first.keys() != second.keys():
+        only = sorted(first.keys() ^ second.keys())
+        raise ValueError(f"paired_difference: the runs played different episodes ({len(only)} not in both, "
+                         f"e.g. {only[0]!r})")
+    n = len(first)
+    diffs = [float(second[key]) - float(first[key]) for key in first]
+    stderr = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else None
+    return {
+        "episodes": n, "difference": mean(diffs) if n else None, "stderr": stderr,
+        "gained": sum(1 for d in diffs if d > 0), "lost": sum(1 for d in diffs if d < 0),
+    }
+
+
 def median(values: Sequence[Any]) -> float | None:
     finite = _finite(values)
     return float(statistics.median(finite)) if finite else None
