@@ -201,6 +201,8 @@ def test_two_dpo_steps_change_the_weights_with_finite_losses(tiny_model_dir, pai
     assert any(not torch.equal(before[k], after[k]) for k in after if k in before)
     assert (tmp_path / "run" / "dpo.png").stat().st_size > 0
     assert (tmp_path / "run/final/chat_template.jinja").is_file()
+    info = json.loads((tmp_path / "run/final/panoseek_sft.json").read_text())  # how to evaluate it
+    assert (info["chat"], info["turns_left"], info["short_budgets"]) == ("panoseek", False, 0.0)
 
 
 @pytest.mark.slow

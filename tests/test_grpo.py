@@ -238,6 +238,8 @@ def test_two_steps_change_the_weights_and_log_finite_losses(tiny_model_dir, tmp_
     for key in ("reward", "success", "format_rate", "kl", "reply_tokens", "turns", "loss"):
         assert all(math.isfinite(row[key]) for row in rows), key
     assert (out / "curves.png").stat().st_size > 0 and (out / "final" / "chat_template.jinja").is_file()
+    assert json.loads((out / "final" / "panoseek_grpo.json").read_text()) == {
+        "prompt_format": "free_think", "history": 2, "chat": None, "turns_left": False}
     assert train_grpo(tiny_model_dir, out, GRPOOptions(**{**SMALL, "reward": varied_reward, "lr": 1e-3,
                                                             "beta": 0.05}), progress=False) == summary
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from panoseek.envs.eval.records import read_json, write_json
+from panoseek.training.expert_data import OLD_DEFAULTS
 from panoseek.training.preferences import PREFERENCES_FILE, load_preference_dataset
 from panoseek.training.sft import SFTError, check_out_dir, copy_processor_files, load_model, resumed_weights
 
@@ -141,6 +142,15 @@ def plot_dpo_curves(log_history: list[dict[str, Any]], out_dir: str | Path) -> P
     return plot_panels(log_history, out_dir, PANELS, CURVES_FILE)
 
 
+def chat_info(pairs_info: dict[str, Any], pairs_dir: str | Path) -> dict[str, Any]:
+    """``final/panoseek_sft.json``: how the pairs' chat was rendered, which is how to evaluate the
+    model (pairs folders from before the turns-left note: without it)."""
+    info = {**OLD_DEFAULTS, **pairs_info}
+    return {"prompt_format": info.get("prompt_format"), "chat": info.get("chat", "panoseek"),
+            "history": info.get("history"), "turns_left": info["turns_left"], "short_budgets": info["short_budgets"],
+            "dpo_pairs": str(pairs_dir), "expert_data": info.get("expert_data")}
+
+
 def train_dpo(
     model_dir: str | Path,
     pairs_dir: str | Path,
@@ -222,9 +232,6 @@ def train_dpo(
     trainer.save_model(str(final))
     copy_processor_files(model_dir, final)
     plot_dpo_curves(history, out)
-    expert = pairs_info.get("expert_data")
-    (final / "panoseek_sft.json").write_text(json.dumps(
-        {"prompt_format": pairs_info.get("prompt_format"), "chat": pairs_info.get("chat", "panoseek"),
-         "history": pairs_info.get("history"), "dpo_pairs": str(pairs_dir), "expert_data": expert}, indent=2) + "\n")
+    (final / "panoseek_sft.json").write_text(json.dumps(chat_info(pairs_info, pairs_dir), indent=2) + "\n")
     write_json(out / SUMMARY_FILE, summary)
     return summary

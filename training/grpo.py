@@ -9,7 +9,9 @@ the trajectory's advantage. The chat keeps a window of ``history`` views, so a t
 is trained as its per-turn sequences: prompt = exactly the chat the model saw at that
 turn (same rendering, same images), completion = the reply it sampled, the loss on the
 reply tokens (and the ``<|im_end|>`` closing them) only, every turn carrying its
-trajectory's advantage. For a windowed history this is the exact policy gradient.
+trajectory's advantage. For a windowed history this is the exact policy gradient. With
+``turns_left`` every user turn ends with the turns left of the ``max_turns`` budget (the
+``vlm`` agent's ``turns_left=true``, which is how to evaluate such a model).
 
 What :class:`EpisodeGRPOTrainer` changes in TRL 1.16's ``GRPOTrainer``:
 
@@ -54,6 +56,7 @@ SUMMARY_FILE = "grpo_summary.json"
 PROGRESS_FILE = "progress.jsonl"
 CURVES_FILE = "curves.png"
 FINAL_DIR = "final"
+_ADDED_OPTIONS = {"turns_left": False}  # options added after runs existed: their value then
 
 
 class GRPOError(ValueError):
@@ -117,6 +120,7 @@ class GRPOOptions:
     reward: str = "hstar"
     prompt_format: str = "free_think"
     chat: str | None = None  # the chat structure (VLMAgent's ``chat``): None as eval's default, or "compact", ...
+    turns_left: bool = False  # end every user turn with the turns left (VLMAgent's ``turns_left``)
     strict: bool | str = False
     view_size: tuple[int, int] = (448, 252)
     max_steps: int = 100
@@ -150,6 +154,11 @@ class GRPOOptions:
             raise GRPOError(f"--chat must be one of {STRUCTURES}, got {self.chat!r}")
         if self.prompt_format not in PROMPT_FORMATS:
             raise GRPOError(f"--prompt-format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
+        if not isinstance(self.turns_left, bool):
+            raise GRPOError(f"--turns-left must be True or False, got {self.turns_left!r}")
+        if self.turns_left and (self.chat == "hstar" or (self.chat is None and self.strict == "hstar")):
+            raise GRPOError("--turns-left is not for the hstar chat (H*'s prompts are fixed; it is the default chat "
+                            "under strict='hstar'): give --chat panoseek or --chat compact")
 
 
 # H* Bench's GRPO recipe (verl): group 8, 5 turns, window 2, lr 1e-7, temperature 0.7,
@@ -273,7 +282,7 @@ def _trainer_class():
                                          max_new_tokens=self.options.max_new_tokens)
                 return play_trajectories(policy, self.envs[: len(specs)], specs, history=self.options.history,
                                          prompt_format=self.options.prompt_format, chat=self.options.chat,
-                                         strict=self.options.strict)
+                                         turns_left=self.options.turns_left, strict=self.options.strict)
 
         def _rewards(self, trajectories: Sequence[Trajectory]) -> torch.Tensor:
             values = self.reward_funcs[0](records=[trajectory.record for trajectory in trajectories])
@@ -413,7 +422,19 @@ def load_model(model_dir: str | Path, checkpoint: str | None = None):
 
 
 def check_out_dir(out: Path, config: dict[str, Any]) -> None:
-    """Refuse an output folder that holds anything but this same run (SFT's check, GRPO's run file)."""
+    """Refuse an output folder that holds anything but this same run (SFT's check, GRPO's run file).
+
+    A run file without an option of ``_ADDED_OPTIONS`` is a run from before it existed, which
+    ran with its value then (a run without ``turns_left`` ran without the note).
+    """
+    old = read_json(out / RUN_FILE) if (out / RUN_FILE).is_file() else None
+    if old is not None:
+        changed = [f"{key}: {value!r} != {config[key]!r}" for key, value in _ADDED_OPTIONS.items()
+                   if key not in old and config[key] != value]
+        if changed:
+            raise GRPOError(f"--out {str(out)!r} holds another training run ({'; '.join(changed)}); "
+                            "give a new folder (nothing there was changed)")
+        config = {key: value for key, value in config.items() if key in old or key not in _ADDED_OPTIONS}
     try:
         sft.check_out_dir(out, config, RUN_FILE, "GRPO")
     except sft.SFTError as error:
@@ -514,6 +535,12 @@ def make_trainer(model_dir: str | Path, out_dir: str | Path, options: GRPOOption
     return trainer, last
 
 
+def chat_info(options: GRPOOptions) -> dict[str, Any]:
+    """``final/panoseek_grpo.json``: the chat the model was trained in, which is how to evaluate it."""
+    return {"prompt_format": options.prompt_format, "history": options.history, "chat": options.chat,
+            "turns_left": options.turns_left}
+
+
 def train_grpo(
     model_dir: str | Path,
     out_dir: str | Path,
@@ -547,8 +574,7 @@ def train_grpo(
     final = out / FINAL_DIR
     trainer.save_model(str(final))
     sft.copy_processor_files(model_dir, final)
-    (final / "panoseek_grpo.json").write_text(json.dumps(
-        {"prompt_format": options.prompt_format, "history": options.history, "chat": options.chat}, indent=2) + "\n")
+    (final / "panoseek_grpo.json").write_text(json.dumps(chat_info(options), indent=2) + "\n")
     plot_grpo_curves(state.log_history, out)
     write_json(out / SUMMARY_FILE, summary)
     return summary

@@ -29,6 +29,8 @@ _HELP = {
     "prompt_format": "free_think, no_think or grounding (default free_think)",
     "chat": "chat structure, as the vlm agent's chat option: panoseek, compact (models of panoseek train recipe "
             "tiny) or hstar (H*'s prompts; default panoseek)",
+    "turns_left": "end every user turn with the turns left of the --max-turns budget (not with --chat hstar); "
+                  "evaluate the model with --agent-arg turns_left=true",
     "view_size": "WIDTHxHEIGHT of the views (default 448x252)",
     "max_steps": "optimizer steps (default 100)",
     "save_steps": "checkpoint every N steps (default 10)",
@@ -85,6 +87,8 @@ def add_grpo_command(train_subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument("--view-size", type=_view_size, default=None, metavar="WxH", help=text)
         elif name == "chat":
             parser.add_argument("--chat", choices=STRUCTURES, default=None, help=text)
+        elif name == "turns_left":
+            parser.add_argument("--turns-left", action="store_true", default=None, help=text)
         elif name == "prompt_format":
             parser.add_argument("--prompt-format", choices=("free_think", "no_think", "grounding"), default=None, help=text)
         else:

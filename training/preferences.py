@@ -6,10 +6,12 @@ a :class:`BranchAgent` replays the expert's replies up to the turn, then samples
 model's own reply, and the episode is played through the one rollout loop
 (:func:`panoseek.envs.rollout.play`) in an environment whose turn budget ends it right
 after that reply. So the model sees exactly the chat (rendered by
-:class:`~panoseek.agents.chat.EpisodeChat`, same history window) and the views the expert
-row holds, checked message by message and pixel by pixel, and the environment and
-protocol judge its reply exactly as ``panoseek eval`` does by default (lenient parser: a
-reply it reads but that breaks the strict layout is an action without the format reward).
+:class:`~panoseek.agents.chat.EpisodeChat`, same history window; for ``--turns-left`` data
+with the turns-left note of the expert episode's own budget, not the branch's) and the
+views the expert row holds, checked message by message and pixel by pixel, and the
+environment and protocol judge its reply exactly as ``panoseek eval`` does by default
+(lenient parser: a reply it reads but that breaks the strict layout is an action without
+the format reward).
 
 A sampled reply becomes the *rejected* side of a pair when the judgement says it is worse
 than the expert's (which is strict, well-formed and on a successful trajectory):
@@ -23,7 +25,7 @@ than the expert's (which is strict, well-formed and on a successful trajectory):
 Anything else (a successful submission, a rotation to a new heading) is not judged worse
 and gives no pair; the counts say how many. The folder::
 
-    preferences.json   what was built (expert data and fingerprint, model, sampling)
+    preferences.json   what was built (expert data and fingerprint, model, sampling, the data's chat options)
     episodes.jsonl     one line per expert episode: every sampled reply, its verdict, its pairs
     images/<episode>/<turn>.png   the views, copied from the expert folder
 
@@ -50,11 +52,12 @@ from panoseek.envs.eval.runner import make_env
 from panoseek.envs.geometry import yaw_distance
 from panoseek.envs.protocol import SUBMIT
 from panoseek.envs.rollout import EpisodeSettings, Turn, episode_seed, play
-from panoseek.training.expert_data import DATA_FILE, EPISODES_FILE, plan
+from panoseek.training.expert_data import DATA_FILE, EPISODES_FILE, OLD_DEFAULTS, episode_budget, plan
 
 PREFERENCES_FILE = "preferences.json"
 FORMAT = "panoseek-preferences/1"
-IDENTITY = ("format", "expert_data", "fingerprint", "model", "samples", "temperature", "max_new_tokens", "seed")
+IDENTITY = ("format", "expert_data", "fingerprint", "model", "samples", "temperature", "max_new_tokens", "seed",
+            "turns_left", "short_budgets")
 REASONS = ("invalid", "malformed", "failed_submit", "delays_submit", "revisit")
 SAME_HEADING_DEG = 1.0  # headings closer than this in yaw and pitch are the same view
 JUDGED_STRICT = False  # replies are read as `panoseek eval` reads them by default (lenient parser)
@@ -68,20 +71,21 @@ class BranchAgent:
     """Replays the expert's replies up to turn ``turn``, then answers that turn with the model.
 
     ``act_batch`` answers all branches due at a turn with one ``generate`` call; ``prompt``
-    keeps the chat (messages and views) the model was shown.
+    keeps the chat (messages and views) the model was shown. ``max_turns`` is the expert
+    episode's budget for the turns-left note (None: no note), not the branch environment's.
     """
 
     def __init__(self, policy: Any, replies: Sequence[str], turn: int, prompt_format: str, history: int,
-                 seed: int, structure: str = "panoseek") -> None:
+                 seed: int, structure: str = "panoseek", max_turns: int | None = None) -> None:
         self.policy, self.replies, self.turn = policy, list(replies), int(turn)
         self.prompt_format, self.history, self.seed = prompt_format, int(history), int(seed)
-        self.structure = structure
+        self.structure, self.max_turns = structure, max_turns
         self.chat: EpisodeChat | None = None
         self.prompt: tuple[list[dict], list[Image.Image]] | None = None
 
     def reset(self, task_info: dict[str, Any]) -> None:
         self.chat = EpisodeChat(task_info["kind"], task_info["instruction"], self.prompt_format, self.history,
-                                self.structure)
+                                self.structure, self.max_turns)
 
     def act(self, observation: dict[str, Any]) -> str:
         return BranchAgent.act_batch([self], [observation])[0]
@@ -193,7 +197,7 @@ def build_preferences(
     if not (expert_dir / DATA_FILE).is_file():
         raise PreferenceError(f"--data {str(expert_dir)!r} is not an expert-data folder (it has no {DATA_FILE}; "
                               "build one with `panoseek data experts`)")
-    data = read_json(expert_dir / DATA_FILE)
+    data = {**OLD_DEFAULTS, **read_json(expert_dir / DATA_FILE)}  # older data: built without the turns-left note
     try:
         records = read_episodes(expert_dir / EPISODES_FILE)
     except RecordsError as error:
@@ -204,12 +208,13 @@ def build_preferences(
         "samples": samples,
         "temperature": float(temperature), "max_new_tokens": int(max_new_tokens), "seed": int(seed),
         "prompt_format": data["prompt_format"], "chat": data.get("chat", "panoseek"), "history": data["history"],
-        "view_size": data["view_size"], "strict": JUDGED_STRICT,
+        "view_size": data["view_size"], "strict": JUDGED_STRICT, "turns_left": data["turns_left"],
+        "short_budgets": data["short_budgets"],
     }
     if out.exists() and not out.is_dir():
         raise PreferenceError(f"--out {str(out)!r} exists and is not a folder")
     if (out / PREFERENCES_FILE).exists():
-        mismatch = config_mismatch(read_json(out / PREFERENCES_FILE), config, IDENTITY)
+        mismatch = config_mismatch({**OLD_DEFAULTS, **read_json(out / PREFERENCES_FILE)}, config, IDENTITY)
         if mismatch:
             raise PreferenceError(f"--out {str(out)!r} holds preference pairs built with other settings "
                                   f"({'; '.join(mismatch)}); give a new folder")
@@ -256,10 +261,12 @@ def _episode_pairs(expert_dir: Path, out: Path, record: dict[str, Any], spec: An
     rows = record["rows"]
     replies = [row["messages"][-1]["content"][0]["text"] for row in rows]
     branches = [(turn, sample) for turn in range(len(rows)) for sample in range(samples)]
-    # One environment per branch, its turn budget ending the episode right after the model's turn.
+    # One environment per branch, its turn budget ending the episode right after the model's turn;
+    # the chat's turns-left note counts down the budget the expert episode was played (and rendered) with.
     envs = [make_env(tasks, replace(settings, max_turns=turn + 1)) for turn, _ in branches]
+    budget = episode_budget(spec.seed, data["max_turns"], data["short_budgets"]) if data["turns_left"] else None
     agents = [BranchAgent(policy, replies, turn, data["prompt_format"], data["history"],
-                          episode_seed(seed, f"{spec.episode_id}/{turn}"), data.get("chat", "panoseek"))
+                          episode_seed(seed, f"{spec.episode_id}/{turn}"), data.get("chat", "panoseek"), budget)
               for turn, _ in branches]
     rollouts = play(envs, agents, [spec] * len(branches), strict=JUDGED_STRICT, keep_turns=True)
     candidates, pairs = [], []

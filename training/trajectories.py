@@ -158,17 +158,20 @@ def play_trajectories(
     history: int = 2,
     prompt_format: str = "free_think",
     chat: str | None = None,
+    turns_left: bool = False,
     strict: bool | str = False,
 ) -> list[Trajectory]:
     """Play ``specs`` in lock-step, one ``VLMAgent`` on ``policy`` each, through :func:`rollout.play`.
 
-    ``history``, ``prompt_format`` and ``chat`` (the chat structure) are the agent's options,
-    as ``panoseek eval --agent vlm --agent-arg ...`` takes them.
+    ``history``, ``prompt_format``, ``chat`` (the chat structure) and ``turns_left`` (the
+    turns-left note of the environments' budget) are the agent's options, as
+    ``panoseek eval --agent vlm --agent-arg ...`` takes them.
 
     Every episode's turns are checked against its record (one recorded sample per turn):
     an agent failure (an exception inside generation) is raised, not trained on.
     """
-    agents = [VLMAgent(policy, history=history, prompt_format=prompt_format, chat=chat) for _ in specs]
+    agents = [VLMAgent(policy, history=history, prompt_format=prompt_format, chat=chat, turns_left=turns_left)
+              for _ in specs]
     rollouts = play(envs, agents, specs, strict=strict)
     trajectories = []
     for agent, rollout in zip(agents, rollouts):
