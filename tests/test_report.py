@@ -221,7 +221,13 @@ def test_compare_page_has_paired_differences_on_the_same_episodes(tmp_path):
     assert cells == ["oracle", f"+44.4 ± {100 * (overall / 18) ** 0.5:.1f}", f"+60.0 ± {100 * (hos / 10) ** 0.5:.1f}",
                      f"+25.0 ± {100 * (hps / 8) ** 0.5:.1f}", "8 / 0"]
     assert main(["report", str(first), str(other_episodes), "--compare", "--out", str(out)]) == 0
-    assert "Paired differences" not in out.read_text()
+    assert "Left out: the folders did not play the same episodes" in out.read_text()
+    relabelled = write_results(tmp_path / "d", [dict(RECORDS[0], kind=HPS)] + list(RECORDS[1:]))
+    assert main(["report", str(first), str(relabelled), "--compare", "--out", str(out)]) == 0
+    assert "Left out: the folders did not play the same episodes" in out.read_text()
+    other_suite = write_results(tmp_path / "e", fingerprint="other")
+    assert main(["report", str(first), str(other_suite), "--compare", "--out", str(out)]) == 0
+    assert "Left out: the folders come from different suites" in out.read_text()
 
 
 def test_compare_warns_on_different_fingerprints_and_labels_same_agents(tmp_path):

@@ -32,8 +32,10 @@ class ScriptedPolicy:
 
     def __init__(self, reply: str) -> None:
         self.reply = reply
+        self.shown: list[list[dict]] = []  # the messages of every chat it was asked to answer
 
     def generate(self, chats, seed=None):
+        self.shown += [chat.messages()[0] for chat in chats]
         return [self.reply] * len(chats)
 
 
@@ -55,11 +57,13 @@ def experts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pairs(experts, tmp_path_factory):
     out = tmp_path_factory.mktemp("post") / "pairs"
-    build_preferences(experts, ScriptedPolicy(INVALID), out, samples=1, progress=False)
-    return out
+    policy = ScriptedPolicy(INVALID)
+    build_preferences(experts, policy, out, samples=1, progress=False)
+    return out, policy.shown
 
 
 def test_pairs_are_the_expert_rows_with_the_note_of_the_episode_budget(experts, pairs):
+    pairs, shown = pairs
     rows = {row["id"]: row for row in read_rows(experts)}
     records = [json.loads(line) for line in (experts / EPISODES_FILE).read_text().splitlines()]
     budgets = {record["episode_id"]: record["max_turns"] for record in records if record["rows"]}
@@ -73,11 +77,14 @@ def test_pairs_are_the_expert_rows_with_the_note_of_the_episode_budget(experts, 
         assert len(endings) == int(turn) + 1
         for index, ending in enumerate(endings):  # the episode's budget, not the branch environment's (turn + 1)
             assert ending.endswith(turns_left_note(budgets[episode] - index))
+    # what the sampler was shown is what the pairs hold (not only what the expert rows hold)
+    assert sorted(map(_user_endings, shown)) == sorted(_user_endings(pair["prompt"]) for pair in by_pair)
     short = [pair for pair in by_pair if budgets[pair["id"].split("/")[0]] < 10]
     assert short, "no pair from a short-budget episode"
 
 
 def test_the_pairs_record_the_chat_options_and_dpo_copies_them(experts, pairs):
+    pairs, _ = pairs
     info = read_json(pairs / PREFERENCES_FILE)
     assert info["turns_left"] is True and info["short_budgets"] == 0.5
     assert dpo.chat_info(info, pairs) == {
@@ -90,6 +97,7 @@ def test_the_pairs_record_the_chat_options_and_dpo_copies_them(experts, pairs):
 def test_a_pairs_folder_from_before_the_options_resumes_as_built_without_them(experts, pairs, tmp_path):
     from panoseek.scenes import load_suite
 
+    pairs, _ = pairs
     plain = tmp_path / "plain"  # expert data without the note, and a pairs folder whose info predates the options
     build_expert_data(load_suite("synth:val"), plain, limit=1, view_size=VIEW, progress=False)
     build_preferences(plain, ScriptedPolicy(INVALID), tmp_path / "old", samples=1, progress=False)

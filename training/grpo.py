@@ -422,21 +422,10 @@ def load_model(model_dir: str | Path, checkpoint: str | None = None):
 
 
 def check_out_dir(out: Path, config: dict[str, Any]) -> None:
-    """Refuse an output folder that holds anything but this same run (SFT's check, GRPO's run file).
-
-    A run file without an option of ``_ADDED_OPTIONS`` is a run from before it existed, which
-    ran with its value then (a run without ``turns_left`` ran without the note).
-    """
-    old = read_json(out / RUN_FILE) if (out / RUN_FILE).is_file() else None
-    if old is not None:
-        changed = [f"{key}: {value!r} != {config[key]!r}" for key, value in _ADDED_OPTIONS.items()
-                   if key not in old and config[key] != value]
-        if changed:
-            raise GRPOError(f"--out {str(out)!r} holds another training run ({'; '.join(changed)}); "
-                            "give a new folder (nothing there was changed)")
-        config = {key: value for key, value in config.items() if key in old or key not in _ADDED_OPTIONS}
+    """Refuse an output folder that holds anything but this same run (SFT's check, GRPO's run file;
+    a run file without an option of ``_ADDED_OPTIONS`` is from before it existed, when it had that value)."""
     try:
-        sft.check_out_dir(out, config, RUN_FILE, "GRPO")
+        sft.check_out_dir(out, config, RUN_FILE, "GRPO", added=_ADDED_OPTIONS)
     except sft.SFTError as error:
         raise GRPOError(str(error)) from None
 

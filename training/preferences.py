@@ -52,12 +52,12 @@ from panoseek.envs.eval.runner import make_env
 from panoseek.envs.geometry import yaw_distance
 from panoseek.envs.protocol import SUBMIT
 from panoseek.envs.rollout import EpisodeSettings, Turn, episode_seed, play
-from panoseek.training.expert_data import DATA_FILE, EPISODES_FILE, OLD_DEFAULTS, episode_budget, plan
+from panoseek.training.expert_data import DATA_FILE, EPISODES_FILE, OLD_DEFAULTS, plan
 
 PREFERENCES_FILE = "preferences.json"
 FORMAT = "panoseek-preferences/1"
 IDENTITY = ("format", "expert_data", "fingerprint", "model", "samples", "temperature", "max_new_tokens", "seed",
-            "turns_left", "short_budgets")
+            "prompt_format", "chat", "history", "turns_left", "short_budgets")  # the data's chat options too
 REASONS = ("invalid", "malformed", "failed_submit", "delays_submit", "revisit")
 SAME_HEADING_DEG = 1.0  # headings closer than this in yaw and pitch are the same view
 JUDGED_STRICT = False  # replies are read as `panoseek eval` reads them by default (lenient parser)
@@ -214,7 +214,8 @@ def build_preferences(
     if out.exists() and not out.is_dir():
         raise PreferenceError(f"--out {str(out)!r} exists and is not a folder")
     if (out / PREFERENCES_FILE).exists():
-        mismatch = config_mismatch({**OLD_DEFAULTS, **read_json(out / PREFERENCES_FILE)}, config, IDENTITY)
+        older = {**OLD_DEFAULTS, "chat": "panoseek"}  # what folders from before those options were built with
+        mismatch = config_mismatch({**older, **read_json(out / PREFERENCES_FILE)}, config, IDENTITY)
         if mismatch:
             raise PreferenceError(f"--out {str(out)!r} holds preference pairs built with other settings "
                                   f"({'; '.join(mismatch)}); give a new folder")
@@ -264,7 +265,7 @@ def _episode_pairs(expert_dir: Path, out: Path, record: dict[str, Any], spec: An
     # One environment per branch, its turn budget ending the episode right after the model's turn;
     # the chat's turns-left note counts down the budget the expert episode was played (and rendered) with.
     envs = [make_env(tasks, replace(settings, max_turns=turn + 1)) for turn, _ in branches]
-    budget = episode_budget(spec.seed, data["max_turns"], data["short_budgets"]) if data["turns_left"] else None
+    budget = int(record["max_turns"]) if data["turns_left"] else None  # the budget the expert row was rendered with
     agents = [BranchAgent(policy, replies, turn, data["prompt_format"], data["history"],
                           episode_seed(seed, f"{spec.episode_id}/{turn}"), data.get("chat", "panoseek"), budget)
               for turn, _ in branches]

@@ -147,16 +147,20 @@ def fixed_length(lengths: Sequence[int], max_length: int | None, data_dir: Path)
     return int(max_length)
 
 
-def check_out_dir(out: Path, config: dict[str, Any], run_file: str = RUN_FILE, kind: str = "SFT") -> None:
+def check_out_dir(out: Path, config: dict[str, Any], run_file: str = RUN_FILE, kind: str = "SFT",
+                  added: dict[str, Any] | None = None) -> None:
     """Refuse an output folder that holds anything but this same run (nothing is touched).
 
-    ``run_file`` and ``kind`` name the trainer's run file (DPO uses this check too).
+    ``run_file`` and ``kind`` name the trainer's run file (DPO and GRPO use this check too);
+    ``added`` maps options added after runs existed to the value those runs had (default:
+    SFT's).
     """
     if out.exists() and not out.is_dir():
         raise SFTError(f"--out {str(out)!r} exists and is not a folder")
     if (out / run_file).exists():
-        # Runs from before the codebook options ran without the filter.
-        mismatch = config_mismatch({**_ADDED_OPTIONS, **read_json(out / run_file)}, config, config.keys())
+        # Runs from before an option existed ran with its value then (e.g. without the codebook filter).
+        defaults = _ADDED_OPTIONS if added is None else added
+        mismatch = config_mismatch({**defaults, **read_json(out / run_file)}, config, config.keys())
         if mismatch:
             raise SFTError(f"--out {str(out)!r} holds another training run ({'; '.join(mismatch)}); "
                            "give a new folder (nothing there was changed)")

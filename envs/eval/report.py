@@ -226,16 +226,22 @@ def _trajectory_section(results: Results, files: Path, task_lookup: TaskLookup |
 
 def paired_section(results: Sequence[Results]) -> list[str]:
     """Each later folder against the first, over the same episodes: the difference in success
-    with its paired standard error (``stats.paired_difference``), overall and per kind. Empty
-    when there is one folder or the folders played different episodes."""
-    ids = [sorted(str(e["episode_id"]) for e in r.episodes) for r in results]
-    if len(results) < 2 or any(other != ids[0] for other in ids[1:]):
+    with its paired standard error (``stats.paired_difference``), overall and per kind. With
+    one folder: nothing; when the folders' suites or episodes differ: one line saying so."""
+    if len(results) < 2:
         return []
     labels = row_labels(results)
-    lines = [
-        f"## Paired differences against {labels[0]}", "",
+    title = [f"## Paired differences against {labels[0]}", ""]
+    kinds = {str(e["episode_id"]): e["kind"] for e in results[0].episodes}
+    if len({r.fingerprint for r in results}) > 1:
+        return title + ["Left out: the folders come from different suites or suite versions.", ""]
+    if any({str(e["episode_id"]): e["kind"] for e in r.episodes} != kinds for r in results[1:]):
+        return title + ["Left out: the folders did not play the same episodes (an unfinished run, another "
+                        "`--limit` or shard).", ""]
+    lines = title + [
         "The same episodes, so each difference has the paired standard error (stdev of the per-episode "
-        "differences / sqrt n); gained / lost: episodes that only the later run / only the first run solved.", "",
+        "differences / sqrt n, a normal approximation: with few episodes solved by one run only, prefer an "
+        "exact test); gained / lost: episodes that only the later run / only the first run solved.", "",
         "| Agent | Overall (pts ± s.e.) | HOS (pts ± s.e.) | HPS (pts ± s.e.) | Gained / lost |",
         "|---|---|---|---|---|",
     ]
