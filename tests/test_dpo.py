@@ -20,8 +20,10 @@ from panoseek.envs.protocol import ActionProtocol, format_action, format_reply
 from panoseek.training.dataset import read_rows
 from panoseek.training.dpo import DPOError, DPOOptions, train_dpo, use_token_logprobs
 from panoseek.training.expert_data import build_expert_data
+from panoseek.envs.protocol import ParsedAction
+from panoseek.envs.rollout import Turn
 from panoseek.training.preferences import (
-    EPISODES_FILE, REASONS, PreferenceError, build_preferences, load_preference_dataset, read_pairs,
+    EPISODES_FILE, REASONS, PreferenceError, build_preferences, load_preference_dataset, read_pairs, verdict,
 )
 
 VIEW = (112, 63)
@@ -113,6 +115,21 @@ def test_chosen_is_valid_and_rejected_is_judged_worse(expert_dir, scripted_pairs
             assert (pair["reason"] == "delays_submit") == expert_submits
     assert reasons == set(REASONS)
     assert sum(counts[reason] for reason in REASONS) == counts["pairs"]
+
+
+def test_the_expert_turning_back_is_not_a_revisit_to_reject():
+    """An expert may turn back to a heading it saw (a sign pointed there); the same reply
+    sampled from the model is the chosen reply itself, never its rejected side."""
+    headings = [[111.0, 0.0], [191.0, 10.0], [271.0, 10.0], [131.0, 10.0]]
+    expert = {"parsed": {"kind": "rotate", "yaw": 60.0, "pitch": 0.0}}
+
+    def turn(yaw: float, pitch: float, heading: list[float]) -> Turn:
+        action = ParsedAction("rotate", yaw, pitch, well_formed=True)
+        return Turn({}, format_action("rotate", yaw, pitch), action, 0.0, {"valid_action": True, "well_formed": True, "heading": heading})
+
+    assert verdict(turn(60.0, 0.0, [191.0, 10.0]), expert, headings) is None
+    assert verdict(turn(140.0, 0.0, [271.0, 10.0]), expert, headings) == "revisit"
+    assert verdict(turn(30.0, 0.0, [161.0, 10.0]), expert, headings) is None
 
 
 def test_the_expert_reply_itself_is_not_rejected_and_a_rerun_resumes(expert_dir, tmp_path):

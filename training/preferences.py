@@ -22,7 +22,7 @@ than the expert's (which is strict, well-formed and on a successful trajectory):
 * ``delays_submit``: a rotation where the expert submitted (the target was centred);
 * ``revisit``: a rotation back to a heading the episode already looked at (a wasted turn).
 
-Anything else (a successful submission, a rotation to a new heading) is not judged worse
+Anything else (the expert's own action, a successful submission, a rotation to a new heading) is not judged worse
 and gives no pair; the counts say how many. The folder::
 
     preferences.json   what was built (expert data and fingerprint, model, sampling, the data's chat options)
@@ -120,6 +120,9 @@ def verdict(candidate: Turn, expert_action: dict[str, Any], headings: Sequence[S
         return "invalid"
     if not info["well_formed"]:
         return "malformed"
+    expert = expert_action["parsed"]
+    if (candidate.action.kind, candidate.action.yaw, candidate.action.pitch) == (expert["kind"], expert["yaw"], expert["pitch"]):
+        return None  # the expert's own action (the expert may turn back to a heading): never the worse side
     if candidate.action.kind == SUBMIT:
         return None if info["success"] else "failed_submit"
     if expert_action["parsed"]["kind"] == SUBMIT:
