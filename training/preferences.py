@@ -120,8 +120,8 @@ def verdict(candidate: Turn, expert_action: dict[str, Any], headings: Sequence[S
         return "invalid"
     if not info["well_formed"]:
         return "malformed"
-    expert = expert_action["parsed"]
-    if (candidate.action.kind, candidate.action.yaw, candidate.action.pitch) == (expert["kind"], expert["yaw"], expert["pitch"]):
+    action, expert = candidate.action, expert_action["parsed"]
+    if (action.kind, action.yaw, action.pitch) == (expert["kind"], expert["yaw"], expert["pitch"]):
         return None  # the expert's own action (the expert may turn back to a heading): never the worse side
     if candidate.action.kind == SUBMIT:
         return None if info["success"] else "failed_submit"
