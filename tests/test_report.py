@@ -13,7 +13,9 @@ from panoseek.cli import main
 from panoseek.envs.panorama import save_image
 from panoseek.envs.eval.figures import sample_episodes, trajectory_picture
 from panoseek.envs.eval.report import ReportError, load_results, write_report
-from panoseek.envs.eval.stats import by_level, group_stats, mean_and_stderr, paired_difference, success_by_turn
+from panoseek.envs.eval.stats import (
+    by_level, group_stats, mean_and_stderr, paired_difference, routine_stats, success_by_turn,
+)
 from panoseek.envs.task import HOS, HPS
 from panoseek.scenes import load_suite
 
@@ -184,6 +186,21 @@ def test_compare_mode_one_row_per_agent(tmp_path):
     assert table_row(text, "oracle")[:2] == ["100.0", "100.0"]
     assert "not comparable" not in text
     assert (tmp_path / "cmp_files" / "success_by_turn.png").stat().st_size > 10_000
+
+
+def test_routine_stats_by_hand():
+    # record() turns by rotate(30,0) each turn from yaw 0 and submits (90, 0)
+    same = [record(f"a{i}", 0, HOS, 0, True, 4) for i in range(3)]  # headings 0, 30, 60, 90: submits where it looks
+    other = record("b", 0, HOS, 0, False, 2, headings=[[0.0, 0.0], [-40.0, 0.0]], submitted=(200.0, 0.0))
+    other["actions"][0]["parsed"] = {"kind": "rotate", "yaw": -40.0, "pitch": 0.0}
+    stats = routine_stats(same + [other])
+    assert stats["top_opening"] == ["rotate(30,0)"] * 3 and stats["top_opening_rate"] == 0.75
+    assert stats["turns_mode_rate"] == 0.75
+    assert stats["submitted_at_heading_rate"] == 0.75  # (200, 0) is not where b looks (-40 = 320)
+    near = dict(same[0], submitted=[94.0, -4.0])
+    assert routine_stats([near])["submitted_at_heading_rate"] == 1.0  # within 5 degrees each way
+    assert routine_stats([dict(near, submitted=[96.0, 0.0])])["submitted_at_heading_rate"] == 0.0
+    assert routine_stats([])["top_opening_rate"] is None
 
 
 def test_paired_difference_by_hand():

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from panoseek.envs.geometry import yaw_distance
 from panoseek.envs.task import LEVEL_NAMES, UNLABELLED
 
 Record = Mapping[str, Any]
@@ -68,6 +70,37 @@ def paired_difference(baseline: Sequence[Record], other: Sequence[Record]) -> di
         "episodes": n, "difference": mean(diffs) if n else None, "stderr": stderr,
         "gained": sum(1 for d in diffs if d > 0), "lost": sum(1 for d in diffs if d < 0),
     }
+
+
+def routine_stats(records: Sequence[Record], opening_turns: int = 3) -> dict[str, Any]:
+    """How much an agent's play ignores what it sees: a search that looks opens differently
+    in different scenes and submits where it is looking; a memorised routine does neither.
+
+    * ``top_opening``/``top_opening_rate``: the most common sequence of the first
+      ``opening_turns`` parsed actions (``rotate(yaw,pitch)``, ...) and the share of
+      episodes that open with it;
+    * ``turns_mode_rate``: the share of episodes that end at the most common turn count;
+    * ``submitted_at_heading_rate``: of submitted episodes, the share whose submission is
+      within 5° (yaw and pitch) of the heading the agent was looking at, i.e. of its view's centre.
+    """
+    openings = Counter(tuple(_action_text(a) for a in (r.get("actions") or ())[:opening_turns]) for r in records)
+    top, top_count = openings.most_common(1)[0] if records else ((), 0)
+    turns = Counter(r.get("turns") for r in records)
+    submitted = [r for r in records if r.get("submitted") is not None and r.get("headings")]
+    at_heading = sum(1 for r in submitted
+                     if float(yaw_distance(r["submitted"][0], r["headings"][-1][0])) <= 5.0
+                     and abs(float(r["submitted"][1]) - float(r["headings"][-1][1])) <= 5.0)
+    return {
+        "episodes": len(records), "top_opening": list(top),
+        "top_opening_rate": top_count / len(records) if records else None,
+        "turns_mode_rate": turns.most_common(1)[0][1] / len(records) if records else None,
+        "submitted_at_heading_rate": at_heading / len(submitted) if submitted else None,
+    }
+
+
+def _action_text(action: Record) -> str:
+    parsed = action.get("parsed") or {}
+    return f"{parsed.get('kind')}({parsed.get('yaw', 0):g},{parsed.get('pitch', 0):g})"
 
 
 def median(values: Sequence[Any]) -> float | None:
