@@ -41,11 +41,26 @@ def plot_curves(log_history: list[dict[str, Any]], out_dir: str | Path) -> Path:
     return path
 
 
+SMOOTH_FROM = 20  # a train series this long also gets its trailing mean (per-step RL figures are noisy)
+
+
+def trailing_mean(values: Sequence[float], window: int) -> list[float]:
+    """Mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    sums, total = [], 0.0
+    for index, value in enumerate(values):
+        total += value
+        if index >= window:
+            total -= values[index - window]
+        sums.append(total / min(index + 1, window))
+    return sums
+
+
 def plot_panels(log_history: Sequence[dict[str, Any]], out_dir: str | Path, panels: Sequence[tuple[str, str]],
                 file: str, *, columns: int | None = None, missing: dict[str, str] | None = None) -> Path:
-    """One panel per ``(key, label)`` against the step (train points as a line, ``eval_<key>``
-    points as dots) into ``out_dir/file``, ``columns`` panels a row (default: one row). A
-    panel with no points says so (``missing[key]``, default "not logged")."""
+    """One panel per ``(key, label)`` against the step (train points as a line, with their
+    trailing mean from ``SMOOTH_FROM`` points on; ``eval_<key>`` points as dots) into
+    ``out_dir/file``, ``columns`` panels a row (default: one row). A panel with no points
+    says so (``missing[key]``, default "not logged")."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,10 +74,12 @@ def plot_panels(log_history: Sequence[dict[str, Any]], out_dir: str | Path, pane
             points = [(entry["step"], entry[name]) for entry in log_history if entry.get(name) is not None]
             if points:
                 steps, values = zip(*points)
-                ax.plot(steps, values, style, label=legend)
+                ax.plot(steps, values, style, label=legend, alpha=0.45 if name == key and len(points) >= SMOOTH_FROM else 1.0)
+                if name == key and len(points) >= SMOOTH_FROM:
+                    ax.plot(steps, trailing_mean(values, max(5, len(points) // 10)), "-", color="C3", label="trailing mean")
         if not ax.lines:
             ax.text(0.5, 0.5, (missing or {}).get(key, "not logged"), ha="center", va="center", transform=ax.transAxes)
-        elif any(line.get_label() == "val" for line in ax.lines):
+        elif any(line.get_label() in ("val", "trailing mean") for line in ax.lines):
             ax.legend()
         ax.set_xlabel("step")
         ax.set_title(label)
