@@ -222,6 +222,24 @@ def test_two_dpo_steps_change_the_weights_with_finite_losses(tiny_model_dir, pai
     assert (info["chat"], info["turns_left"], info["short_budgets"]) == ("panoseek", False, 0.0)
 
 
+def test_sft_weight_adds_the_chosen_replies_nll(tiny_model_dir, pairs_dir, tmp_path):
+    recorder = Recorder()
+    options = DPOOptions(max_steps=1, save_steps=1, lr=1e-3, batch_size=1, sft_weight=1.0)
+    train_dpo(tiny_model_dir, pairs_dir, tmp_path / "run", options, progress=False, callbacks=[recorder])
+    [log] = [log for log in recorder.logs if "loss" in log]
+    # policy == reference at step 1: the DPO part is log 2, the rest the random model's NLL per reply token
+    assert log["loss"] > 0.6931 + 1.0
+    with pytest.raises(DPOError, match="--sft-weight must be a number >= 0"):
+        DPOOptions(sft_weight=-1.0).check()
+    run_file = tmp_path / "run" / "dpo_run.json"
+    old = {key: value for key, value in json.loads(run_file.read_text()).items() if key != "sft_weight"}
+    run_file.write_text(json.dumps(old))  # a run folder from before the option: it ran plain DPO
+    with pytest.raises(DPOError, match="sft_weight"):
+        train_dpo(tiny_model_dir, pairs_dir, tmp_path / "run", options, progress=False)
+    plain = DPOOptions(max_steps=1, save_steps=1, lr=1e-3, batch_size=1)  # the old run's settings: accepted
+    assert train_dpo(tiny_model_dir, pairs_dir, tmp_path / "run", plain, progress=False)["finished"]
+
+
 @pytest.mark.slow
 def test_a_resumed_run_matches_the_uninterrupted_run(tiny_model_dir, pairs_dir, tmp_path):
     options = DPOOptions(max_steps=3, save_steps=1, lr=1e-3, batch_size=1)

@@ -52,6 +52,9 @@ class DPOError(SFTError):
     """A model folder, pairs folder, output folder or option that cannot be used; names it."""
 
 
+_ADDED_OPTIONS = {"sft_weight": 0.0}  # options added after runs existed: their value then
+
+
 @dataclass(frozen=True)
 class DPOOptions:
     """Hyperparameters of one run (all part of its identity)."""
@@ -64,6 +67,7 @@ class DPOOptions:
     batch_size: int = 2
     grad_accum: int = 1
     logprobs: str = "panoseek"  # or "trl": whose per-token log-prob function the loss uses
+    sft_weight: float = 0.0  # > 0: plus this weight x the chosen replies' NLL (TRL's "sft" loss, as in RPO)
 
     def check(self) -> None:
         for name in ("max_steps", "save_steps", "batch_size", "grad_accum"):
@@ -74,6 +78,9 @@ class DPOOptions:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise DPOError(f"--{name} must be a positive number, got {value!r}")
+        if isinstance(self.sft_weight, bool) or not isinstance(self.sft_weight, (int, float)) \
+                or not math.isfinite(self.sft_weight) or self.sft_weight < 0:
+            raise DPOError(f"--sft-weight must be a number >= 0, got {self.sft_weight!r}")
         if self.logprobs not in LOGPROBS:
             raise DPOError(f"--logprobs must be one of {LOGPROBS}, got {self.logprobs!r}")
 
@@ -176,7 +183,7 @@ def train_dpo(
     config = {"model": str(model_dir), "data": str(pairs_dir), "data_fingerprint": pairs_info.get("fingerprint"),
               "eval_data": None if eval_path is None else str(eval_path), **asdict(options)}
     try:
-        check_out_dir(out, config, RUN_FILE, "DPO")
+        check_out_dir(out, config, RUN_FILE, "DPO", added=_ADDED_OPTIONS)
     except SFTError as error:
         raise DPOError(str(error)) from None
     if (out / SUMMARY_FILE).is_file():
@@ -203,6 +210,7 @@ def train_dpo(
         bf16=not cpu and torch.cuda.is_bf16_supported(), gradient_checkpointing=not cpu, max_length=None,
         eval_strategy="no" if eval_set is None else "steps", eval_steps=options.save_steps, report_to="none",
         dataloader_num_workers=0, disable_tqdm=not progress, remove_unused_columns=False,
+        **({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, float(options.sft_weight)]} if options.sft_weight else {}),
     )
     trainer = _trainer_class()(
         model=model, ref_model=reference, args=args, train_dataset=train_set, eval_dataset=eval_set,

@@ -38,7 +38,7 @@ def _train_dpo(args: argparse.Namespace) -> int:
 
     options = DPOOptions(max_steps=args.max_steps, save_steps=args.save_steps, lr=args.lr, beta=args.beta,
                          seed=args.seed, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                         logprobs=args.logprobs)
+                         logprobs=args.logprobs, sft_weight=args.sft_weight)
     try:
         summary = train_dpo(args.model, args.data, args.out, options, eval_dir=args.val_data,
                             progress=not args.no_progress)
@@ -84,5 +84,9 @@ def add_dpo_command(train_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     parser.add_argument("--logprobs", default="panoseek", choices=("panoseek", "trl"),
                         help="per-token log-probs: panoseek.kernels.token_logprobs (default) or TRL's fused head")
+    parser.add_argument("--sft-weight", type=float, default=0.0, metavar="W",
+                        help="add W x the chosen replies' negative log-likelihood to the DPO loss (TRL's 'sft' loss "
+                             "type, as in RPO), which keeps the chosen replies likely while the margin grows "
+                             "(default 0: plain DPO)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_train_dpo)
