@@ -26,17 +26,19 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="results folders (panoseek eval --out)")
     parser.add_argument("--opening", type=int, default=3, help="actions that make the opening (default 3)")
     args = parser.parse_args()
-    print("| results | kind | episodes | top opening % | at the usual turn count % | submitted at heading % |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
     missing = [str(folder) for folder in args.folders if not (folder / "episodes.jsonl").is_file()]
     if missing:
         parser.error(f"not a results folder (no episodes.jsonl): {', '.join(missing)}")
+    print("| results | kind | episodes | top opening % | top opening | at the usual turn count % "
+          "| submitted at heading % |")
+    print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
     for folder in args.folders:
         records = read_episodes(folder / "episodes.jsonl")
         for kind in (HOS, HPS):
             row = routine_stats([r for r in records if r["kind"] == kind], args.opening)
             print(f"| `{folder}` | {kind} | {row['episodes']} | {_percent(row['top_opening_rate'])} | "
-                  f"{_percent(row['turns_mode_rate'])} | {_percent(row['submitted_at_heading_rate'])} |")
+                  f"{', '.join(row['top_opening'])} | {_percent(row['turns_mode_rate'])} | "
+                  f"{_percent(row['submitted_at_heading_rate'])} |")
 
 
 if __name__ == "__main__":

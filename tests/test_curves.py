@@ -13,6 +13,7 @@ def test_trailing_mean_by_hand():
     assert trailing_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
     assert trailing_mean([2.0, 4.0, 6.0], 5) == [2.0, 3.0, 4.0]  # fewer values than the window at the start
     assert trailing_mean([], 3) == []
+    assert trailing_mean([1.0, float("nan"), 3.0, 5.0], 2) == [1.0, 1.0, 3.0, 4.0]  # a NaN spoils no window
 
 
 def test_long_series_get_a_trailing_mean_short_ones_do_not(tmp_path, monkeypatch):

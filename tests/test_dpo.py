@@ -16,11 +16,10 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from panoseek.envs import judge
-from panoseek.envs.protocol import ActionProtocol, format_action, format_reply
+from panoseek.envs.protocol import ActionProtocol, ParsedAction, format_action, format_reply
 from panoseek.training.dataset import read_rows
 from panoseek.training.dpo import DPOError, DPOOptions, train_dpo, use_token_logprobs
 from panoseek.training.expert_data import build_expert_data
-from panoseek.envs.protocol import ParsedAction
 from panoseek.envs.rollout import Turn
 from panoseek.training.preferences import (
     EPISODES_FILE, REASONS, PreferenceError, build_preferences, load_preference_dataset, read_pairs, verdict,

@@ -200,6 +200,13 @@ def test_routine_stats_by_hand():
     near = dict(same[0], submitted=[94.0, -4.0])
     assert routine_stats([near])["submitted_at_heading_rate"] == 1.0  # within 5 degrees each way
     assert routine_stats([dict(near, submitted=[96.0, 0.0])])["submitted_at_heading_rate"] == 0.0
+    across_seam = dict(near, headings=near["headings"][:-1] + [[358.0, 0.0]], submitted=[2.0, 0.0])
+    assert routine_stats([across_seam])["submitted_at_heading_rate"] == 1.0  # 4 degrees apart through 0
+    path = dict(near, kind=HPS, submitted=[90.0, -30.0])  # HPS: pitch is not judged, nor compared
+    assert routine_stats([path])["submitted_at_heading_rate"] == 1.0
+    assert routine_stats([dict(path, kind=HOS)])["submitted_at_heading_rate"] == 0.0
+    unread = dict(near, actions=[dict(near["actions"][0], parsed={"kind": "invalid", "yaw": None, "pitch": None})])
+    assert routine_stats([unread])["top_opening"] == ["invalid(0,0)"]
     assert routine_stats([])["top_opening_rate"] is None
 
 

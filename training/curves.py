@@ -7,6 +7,7 @@ format rate, KL, reply length and turns).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,14 +46,13 @@ SMOOTH_FROM = 20  # a train series this long also gets its trailing mean (per-st
 
 
 def trailing_mean(values: Sequence[float], window: int) -> list[float]:
-    """Mean of each value and the ``window - 1`` before it (fewer at the start)."""
-    sums, total = [], 0.0
-    for index, value in enumerate(values):
-        total += value
-        if index >= window:
-            total -= values[index - window]
-        sums.append(total / min(index + 1, window))
-    return sums
+    """Mean of each value and the ``window - 1`` before it (fewer at the start), over the
+    finite ones (a NaN step spoils no window; a window of none is NaN)."""
+    means = []
+    for index in range(len(values)):
+        finite = [v for v in values[max(0, index - window + 1): index + 1] if math.isfinite(v)]
+        means.append(sum(finite) / len(finite) if finite else math.nan)
+    return means
 
 
 def plot_panels(log_history: Sequence[dict[str, Any]], out_dir: str | Path, panels: Sequence[tuple[str, str]],
@@ -74,8 +74,9 @@ def plot_panels(log_history: Sequence[dict[str, Any]], out_dir: str | Path, pane
             points = [(entry["step"], entry[name]) for entry in log_history if entry.get(name) is not None]
             if points:
                 steps, values = zip(*points)
-                ax.plot(steps, values, style, label=legend, alpha=0.45 if name == key and len(points) >= SMOOTH_FROM else 1.0)
-                if name == key and len(points) >= SMOOTH_FROM:
+                smooth = name == key and len(points) >= SMOOTH_FROM
+                ax.plot(steps, values, style, label=legend, alpha=0.45 if smooth else 1.0)
+                if smooth:
                     ax.plot(steps, trailing_mean(values, max(5, len(points) // 10)), "-", color="C3", label="trailing mean")
         if not ax.lines:
             ax.text(0.5, 0.5, (missing or {}).get(key, "not logged"), ha="center", va="center", transform=ax.transAxes)

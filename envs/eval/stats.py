@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from panoseek.envs.geometry import yaw_distance
-from panoseek.envs.task import LEVEL_NAMES, UNLABELLED
+from panoseek.envs.task import HPS, LEVEL_NAMES, UNLABELLED
 
 Record = Mapping[str, Any]
 
@@ -73,15 +73,19 @@ def paired_difference(baseline: Sequence[Record], other: Sequence[Record]) -> di
 
 
 def routine_stats(records: Sequence[Record], opening_turns: int = 3) -> dict[str, Any]:
-    """How much an agent's play ignores what it sees: a search that looks opens differently
-    in different scenes and submits where it is looking; a memorised routine does neither.
+    """How much an agent's play repeats itself whatever it sees. A searcher that centres the
+    target before submitting (as the expert and the PPO policies do) opens differently in
+    different scenes and submits where it is looking; a memorised routine does neither
+    (``sweep`` is a fixed scan by design and submits a remembered heading, so it scores
+    100% / 100% / 0% and still searches: read the shares against the agent's design).
 
     * ``top_opening``/``top_opening_rate``: the most common sequence of the first
       ``opening_turns`` parsed actions (``rotate(yaw,pitch)``, ...) and the share of
       episodes that open with it;
     * ``turns_mode_rate``: the share of episodes that end at the most common turn count;
     * ``submitted_at_heading_rate``: of submitted episodes, the share whose submission is
-      within 5° (yaw and pitch) of the heading the agent was looking at, i.e. of its view's centre.
+      within 5° of the heading the agent was looking at, i.e. of its view's centre (yaw
+      and pitch for HOS; yaw only for HPS, whose pitch is not judged).
     """
     openings = Counter(tuple(_action_text(a) for a in (r.get("actions") or ())[:opening_turns]) for r in records)
     top, top_count = openings.most_common(1)[0] if records else ((), 0)
@@ -89,7 +93,7 @@ def routine_stats(records: Sequence[Record], opening_turns: int = 3) -> dict[str
     submitted = [r for r in records if r.get("submitted") is not None and r.get("headings")]
     at_heading = sum(1 for r in submitted
                      if float(yaw_distance(r["submitted"][0], r["headings"][-1][0])) <= 5.0
-                     and abs(float(r["submitted"][1]) - float(r["headings"][-1][1])) <= 5.0)
+                     and (r.get("kind") == HPS or abs(float(r["submitted"][1]) - float(r["headings"][-1][1])) <= 5.0))
     return {
         "episodes": len(records), "top_opening": list(top),
         "top_opening_rate": top_count / len(records) if records else None,
@@ -100,7 +104,7 @@ def routine_stats(records: Sequence[Record], opening_turns: int = 3) -> dict[str
 
 def _action_text(action: Record) -> str:
     parsed = action.get("parsed") or {}
-    return f"{parsed.get('kind')}({parsed.get('yaw', 0):g},{parsed.get('pitch', 0):g})"
+    return f"{parsed.get('kind')}({parsed.get('yaw') or 0:g},{parsed.get('pitch') or 0:g})"
 
 
 def median(values: Sequence[Any]) -> float | None:
