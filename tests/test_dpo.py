@@ -120,7 +120,7 @@ def test_the_expert_turning_back_is_not_a_revisit_to_reject():
     """An expert may turn back to a heading it saw (a sign pointed there); the same reply
     sampled from the model is the chosen reply itself, never its rejected side."""
     headings = [[111.0, 0.0], [191.0, 10.0], [271.0, 10.0], [131.0, 10.0]]
-    expert = {"parsed": {"kind": "rotate", "yaw": 60.0, "pitch": 0.0}}
+    expert = {"parsed": {"kind": "rotate", "yaw": 60.0, "pitch": 0.0}, "heading": [191.0, 10.0]}
 
     def turn(yaw: float, pitch: float, heading: list[float]) -> Turn:
         action = ParsedAction("rotate", yaw, pitch, well_formed=True)
@@ -129,6 +129,8 @@ def test_the_expert_turning_back_is_not_a_revisit_to_reject():
     assert verdict(turn(60.0, 0.0, [191.0, 10.0]), expert, headings) is None
     assert verdict(turn(140.0, 0.0, [271.0, 10.0]), expert, headings) == "revisit"
     assert verdict(turn(30.0, 0.0, [161.0, 10.0]), expert, headings) is None
+    # another rotation that lands where the expert's did (within 1 degree) is the expert's move, not a revisit
+    assert verdict(turn(60.5, 0.0, [191.5, 10.0]), expert, headings) is None
 
 
 def test_the_expert_reply_itself_is_not_rejected_and_a_rerun_resumes(expert_dir, tmp_path):

@@ -128,10 +128,13 @@ def verdict(candidate: Turn, expert_action: dict[str, Any], headings: Sequence[S
     if expert_action["parsed"]["kind"] == SUBMIT:
         return "delays_submit"
     yaw, pitch = (float(angle) for angle in info["heading"])
-    for old_yaw, old_pitch in headings:
-        if float(yaw_distance(yaw, old_yaw)) < SAME_HEADING_DEG and abs(pitch - old_pitch) < SAME_HEADING_DEG:
-            return "revisit"
-    return None
+
+    def same(old: Sequence[float]) -> bool:
+        return float(yaw_distance(yaw, float(old[0]))) < SAME_HEADING_DEG and abs(pitch - float(old[1])) < SAME_HEADING_DEG
+
+    if expert_action.get("heading") is not None and same(expert_action["heading"]):
+        return None  # turns where the expert turned (another spelling of its rotation): not worse
+    return "revisit" if any(same(old) for old in headings) else None
 
 
 def _reply_message(text: str) -> list[dict[str, Any]]:
