@@ -120,9 +120,6 @@ def verdict(candidate: Turn, expert_action: dict[str, Any], headings: Sequence[S
         return "invalid"
     if not info["well_formed"]:
         return "malformed"
-    action, expert = candidate.action, expert_action["parsed"]
-    if (action.kind, action.yaw, action.pitch) == (expert["kind"], expert["yaw"], expert["pitch"]):
-        return None  # the expert's own action (the expert may turn back to a heading): never the worse side
     if candidate.action.kind == SUBMIT:
         return None if info["success"] else "failed_submit"
     if expert_action["parsed"]["kind"] == SUBMIT:
@@ -132,8 +129,8 @@ def verdict(candidate: Turn, expert_action: dict[str, Any], headings: Sequence[S
     def same(old: Sequence[float]) -> bool:
         return float(yaw_distance(yaw, float(old[0]))) < SAME_HEADING_DEG and abs(pitch - float(old[1])) < SAME_HEADING_DEG
 
-    if expert_action.get("heading") is not None and same(expert_action["heading"]):
-        return None  # turns where the expert turned (another spelling of its rotation): not worse
+    if same(expert_action["heading"]):
+        return None  # where the expert turned (its own rotation, which may go back to a seen heading): not worse
     return "revisit" if any(same(old) for old in headings) else None
 
 
