@@ -81,6 +81,15 @@ def plot(groups: dict[str, list[Path]], out: Path, window: int) -> None:
     plt.close(figure)
 
 
+def cell(values: list[float | None]) -> str:
+    """Mean ± s.e. over seeds in percent (``stats.mean_and_stderr``); "-" without values."""
+    result = stats.mean_and_stderr(values)
+    if result["mean"] is None:
+        return "-"
+    stderr = "" if result["stderr"] is None else f" ± {100 * result['stderr']:.1f}"
+    return f"{100 * result['mean']:.1f}{stderr}"
+
+
 def table(evals: dict[str, list[Path]]) -> str:
     summaries = {}
     for name, folders in evals.items():
@@ -99,14 +108,6 @@ def table(evals: dict[str, list[Path]]) -> str:
              "| setting | per seed (overall) | overall | HOS | HPS |", "|---|---|---|---|---|"]
     for name, folders in evals.items():
         runs = [summaries[(name, folder)] for folder in folders]
-
-        def cell(values: list[float | None]) -> str:
-            result = stats.mean_and_stderr(values)
-            if result["mean"] is None:
-                return "-"
-            stderr = "" if result["stderr"] is None else f" ± {100 * result['stderr']:.1f}"
-            return f"{100 * result['mean']:.1f}{stderr}"
-
         per_seed = ", ".join(f"{100 * run['overall']['success']:.1f}" for run in runs)
         kinds = {kind: [run["kinds"].get(kind, {}).get("success") for run in runs] for kind in ("HOS", "HPS")}
         lines.append(f"| {name} | {per_seed} | {cell([run['overall']['success'] for run in runs])} | "
