@@ -354,10 +354,8 @@ class PanoramaSearchEnv(gym.Env):
 
     def _target_in_view(self) -> bool:
         """Whether the centre of the task's target projects inside the current view."""
-        task = self.task
-        window = judge.pitch_window(task)  # None for path search: the way to walk is level
-        pitch = 0.0 if window is None else window.centre
-        position = view_position(judge.yaw_window(task).centre, pitch, self._yaw, self._pitch, self.fov_deg, *self.view_size)
+        yaw, pitch = judge.target_centre(self.task)
+        position = view_position(yaw, pitch, self._yaw, self._pitch, self.fov_deg, *self.view_size)
         return position is not None
 
 

@@ -35,6 +35,14 @@ def pitch_window(task: Task) -> AngularWindow | None:
     return AngularWindow.from_pitch_range(*task.pitch_range, PITCH_TOLERANCE)
 
 
+def target_centre(task: Task) -> tuple[float, float]:
+    """The (yaw, pitch) of the target windows' centres; pitch 0 for HPS (the way to walk is
+    level). Privileged: for the env's ``target_in_view``, training labels and report
+    pictures, never an agent's input."""
+    window = pitch_window(task)
+    return yaw_window(task).centre, 0.0 if window is None else window.centre
+
+
 def angular_errors(task: Task, yaw: float, pitch: float) -> tuple[float, float]:
     """Degrees by which (yaw, pitch) miss their windows; 0 inside, pitch 0 for HPS."""
     window = pitch_window(task)

@@ -7,7 +7,10 @@ gradient), which dominates training memory at Qwen2.5-VL's vocabulary of 151,936
 (torch matmul), reduced to per-row statistics (Triton kernel or PyTorch), and freed; the
 backward pass recomputes each chunk's logits and turns them into gradients in place.
 Peak extra memory is a few ``[chunk_size x vocab]`` blocks and the float32 weight
-gradient, at the price of one extra matmul. The weight gradient is summed over chunks in
+gradient, at the price of one extra matmul. On the CPU the default keeps the logits
+instead (``keep_logits``): one ``[tokens x vocab]`` matrix in the inputs' dtype, still
+less than the naive path's logits plus log-softmax, and no extra matmul, whose cost on
+the CPU (1.46x naive's time at 1k-2k tokens when recomputing) is what matters there. The weight gradient is summed over chunks in
 float32 without rounding each chunk's product to bf16/fp16 first (rounding per chunk
 biases training, which one big matmul does not).
 """
@@ -33,6 +36,7 @@ def token_logprobs(
     return_entropy: bool = False,
     ignore_index: int = IGNORE_INDEX,
     backend: str = "auto",
+    keep_logits: bool | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``log softmax(hidden @ lm_head_weight.T)[target]`` per token, float32, differentiable.
 
@@ -45,15 +49,19 @@ def token_logprobs(
 
     ``chunk_size`` is the most tokens per block; a block is also at most a quarter of
     the tokens (at least ``MIN_CHUNK``), so short sequences never hold more than the
-    naive path would.
+    naive path would. ``keep_logits`` keeps each block's logits for the backward pass
+    instead of recomputing them (default: on the CPU only; see the module docstring).
     """
     _validate(hidden, lm_head_weight, targets, chunk_size, ignore_index)
+    if keep_logits is None:
+        keep_logits = hidden.device.type == "cpu"
     tokens = targets.numel()
     chunk_size = min(chunk_size, max(MIN_CHUNK, -(-tokens // 4)))
     use_triton = choose_backend(backend, hidden, lm_head_weight, targets) == "triton" and hidden.dtype != torch.float64
     flat_targets = targets.reshape(-1).to(torch.int64)
     logprob, entropy = _ChunkedLogprobs.apply(
-        hidden.reshape(-1, hidden.shape[-1]), lm_head_weight, flat_targets, chunk_size, ignore_index, use_triton
+        hidden.reshape(-1, hidden.shape[-1]), lm_head_weight, flat_targets, chunk_size, ignore_index, use_triton,
+        bool(keep_logits),
     )
     logprob = logprob.view(targets.shape)
     return (logprob, entropy.view(targets.shape)) if return_entropy else logprob
@@ -81,21 +89,25 @@ def token_logprobs_naive(
 
 
 class _ChunkedLogprobs(torch.autograd.Function):
-    """Chunked forward; backward recomputes each chunk's logits and reuses them for the gradient."""
+    """Chunked forward; backward recomputes each chunk's logits (or reuses the kept ones) and
+    turns them into the gradient."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, chunk_size, ignore_index, use_triton):
+    def forward(ctx, hidden, weight, targets, chunk_size, ignore_index, use_triton, keep_logits):
         rows_forward, _ = _row_ops(use_triton)
         n = hidden.shape[0]
         logprob = torch.empty(n, device=hidden.device, dtype=_reduce_dtype(hidden))
         entropy = torch.empty_like(logprob)
         lse = torch.empty_like(logprob)
+        kept = torch.empty(n, weight.shape[0], device=hidden.device, dtype=hidden.dtype) if keep_logits else None
         for start in range(0, n, chunk_size):
             stop = min(start + chunk_size, n)
-            logits = hidden[start:stop] @ weight.T
+            logits = hidden[start:stop] @ weight.T if kept is None else torch.matmul(
+                hidden[start:stop], weight.T, out=kept[start:stop])
             logprob[start:stop], entropy[start:stop], lse[start:stop] = rows_forward(logits, targets[start:stop], ignore_index)
             del logits
         ctx.save_for_backward(hidden, weight, targets, lse, entropy)
+        ctx.kept = kept
         ctx.chunk_size, ctx.ignore_index, ctx.use_triton = chunk_size, ignore_index, use_triton
         ctx.set_materialize_grads(False)  # an unused output (entropy) gets None, not zeros to multiply
         return logprob, entropy
@@ -103,8 +115,9 @@ class _ChunkedLogprobs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logprob, grad_entropy):
         hidden, weight, targets, lse, entropy = ctx.saved_tensors
+        kept, ctx.kept = ctx.kept, None  # used once: a second backward (retain_graph) recomputes them
         if grad_logprob is None and grad_entropy is None:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
         _, rows_backward = _row_ops(ctx.use_triton)
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_logprob = torch.zeros_like(lse) if grad_logprob is None else grad_logprob.contiguous().to(lse.dtype)
@@ -117,7 +130,7 @@ class _ChunkedLogprobs(torch.autograd.Function):
             stop = min(start + ctx.chunk_size, hidden.shape[0])
             chunk = hidden[start:stop]
             grad_logits = rows_backward(
-                chunk @ weight.T, targets[start:stop], lse[start:stop], entropy[start:stop], grad_logprob[start:stop],
+                chunk @ weight.T if kept is None else kept[start:stop], targets[start:stop], lse[start:stop], entropy[start:stop], grad_logprob[start:stop],
                 None if grad_entropy is None else grad_entropy[start:stop], ctx.ignore_index,
             )
             if need_hidden:
@@ -127,7 +140,7 @@ class _ChunkedLogprobs(torch.autograd.Function):
             del grad_logits
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None, None
 
 
 def _accumulate(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:

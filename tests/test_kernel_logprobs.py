@@ -33,11 +33,13 @@ def value_and_grads(fn, hidden, weight, targets, grads, **kwargs):
 TOL = {torch.float32: dict(atol=2e-5, rtol=1e-5), torch.float16: dict(atol=4e-3, rtol=2e-3)}
 
 
+@pytest.mark.parametrize("keep_logits", [False, True])
 @pytest.mark.parametrize("backend", ["triton", "torch"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_values_and_gradients_match_naive_autograd(backend, dtype):
+def test_values_and_gradients_match_naive_autograd(backend, dtype, keep_logits):
     hidden, weight, targets, grads = make_inputs(dtype)
-    ours = value_and_grads(token_logprobs, hidden, weight, targets, grads, chunk_size=10, backend=backend)
+    ours = value_and_grads(token_logprobs, hidden, weight, targets, grads, chunk_size=10, backend=backend,
+                           keep_logits=keep_logits)
     naive = value_and_grads(token_logprobs_naive, hidden, weight, targets, grads)
     for got, want in zip(ours, naive):
         assert got.dtype == want.dtype
@@ -75,16 +77,31 @@ def test_chunk_size_does_not_change_the_result():
         torch.testing.assert_close(token_logprobs(hidden, weight, targets, chunk_size=chunk_size, backend="torch"), whole)
 
 
-def test_gradcheck_in_float64():
+@pytest.mark.parametrize("keep_logits", [False, True])
+def test_gradcheck_in_float64(keep_logits):
     gen = torch.Generator().manual_seed(3)
     hidden = torch.randn(5, 6, dtype=torch.float64, generator=gen, requires_grad=True)
     weight = torch.randn(9, 6, dtype=torch.float64, generator=gen, requires_grad=True)
     targets = torch.tensor([0, 8, -100, 3, 3])
 
     def both(h, w):
-        return token_logprobs(h, w, targets, chunk_size=2, return_entropy=True, backend="torch")
+        return token_logprobs(h, w, targets, chunk_size=2, return_entropy=True, backend="torch", keep_logits=keep_logits)
 
     assert torch.autograd.gradcheck(both, (hidden, weight))
+
+
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_kept_logits_serve_one_backward_and_a_second_recomputes(backend):
+    """The Triton backward overwrites the kept logits with their gradient: a second backward
+    through the same graph (retain_graph) must recompute, not read the overwritten block."""
+    hidden, weight, targets, grads = make_inputs(torch.float32, seed=5)
+    h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+    logprob = token_logprobs(h, w, targets, chunk_size=10, backend=backend, keep_logits=True)
+    (logprob * grads[0]).sum().backward(retain_graph=True)
+    first = (h.grad.clone(), w.grad.clone())
+    h.grad = w.grad = None
+    (logprob * grads[0]).sum().backward()
+    torch.testing.assert_close((h.grad, w.grad), first, atol=2e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,25 @@ def test_the_recipe_refuses_bad_settings_and_foreign_folders_before_any_stage(tm
     assert (foreign / "model" / "model.safetensors").read_bytes() == b"someone else's weights" and not said
 
 
+def test_a_recipe_folder_from_before_the_target_loss_counts_as_weight_zero(tmp_path):
+    from dataclasses import asdict
+
+    from panoseek.training.recipe import RUN_FILE, _claim
+
+    old = tmp_path / "old"
+    old.mkdir()
+    settings = {"recipe": "tiny", **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(TinyRecipe()).items()}}
+    del settings["target_loss"]
+    (old / RUN_FILE).write_text(json.dumps(settings))
+    said: list[str] = []
+    with pytest.raises(ValueError, match=r"target_loss: 0\.0 != 1\.0"):  # the old folder counts as 0, not missing
+        run_tiny_recipe(old, TinyRecipe(target_loss=1.0), progress=False, say=said.append)
+    _claim(old, TinyRecipe())  # ... so the same settings are accepted
+    with pytest.raises(ValueError, match="--target-loss must be a weight"):
+        run_tiny_recipe(tmp_path / "new", TinyRecipe(target_loss=-1.0), progress=False, say=said.append)
+    assert not said and not (tmp_path / "new").exists()
+
+
 @pytest.mark.slow
 def test_the_recipe_runs_every_stage_and_resumes_as_finished(tmp_path):
     recipe = TinyRecipe(size="S", train_episodes=2, val_episodes=1, view_size=VIEW, max_steps=2, save_steps=2,

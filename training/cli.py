@@ -71,6 +71,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                      "the language model (zero gate at the start; saved in final/)")
     sft.add_argument("--codebook-only", action="store_true",
                      help="train only the codebook filter, the model frozen (implies --codebook)")
+    sft.add_argument("--target-loss", type=float, default=0.0, metavar="W",
+                     help="weight of the target-map loss: each image token of an object-search view learns whether "
+                          "the target is in its cell (labels from the data's suite; training only; 0: off, the "
+                          "default; docs/training.md)")
     sft.add_argument("--no-progress", action="store_true", help="no progress bar")
     sft.set_defaults(handler=run_sft)
 
@@ -128,6 +132,7 @@ def run_sft(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, grad_accum=args.grad_accum, max_length=args.max_length,
         length_bucket=args.length_bucket,
         codebook=args.codebook or args.codebook_only, codebook_only=args.codebook_only,
+        target_loss=args.target_loss,
     )
     try:
         summary = train_sft(args.model, args.data, args.out, options, eval_dir=args.val_data,

@@ -16,24 +16,33 @@ from transformers import TrainerCallback
 CURVES_FILE = "loss.png"
 
 
+def loss_series(log_history: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """SFT's curves by legend label, the ones logged: the replies' train loss (``reply_loss``
+    when the target-map loss adds to ``loss``), the val loss, and the target-map losses."""
+    def series(key: str) -> list[tuple[int, float]]:
+        return [(entry["step"], entry[key]) for entry in log_history if key in entry]
+
+    curves = {"train loss": series("reply_loss") or series("loss"), "val loss": series("eval_loss"),
+              "train target-map loss": series("target_loss"), "val target-map loss": series("eval_target_loss")}
+    return {label: points for label, points in curves.items() if points}
+
+
 def plot_curves(log_history: list[dict[str, Any]], out_dir: str | Path) -> Path:
-    """Draw training loss (and eval loss, if logged) against the step into ``out_dir/loss.png``."""
+    """Draw the :func:`loss_series` against the step into ``out_dir/loss.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = [(entry["step"], entry["loss"]) for entry in log_history if "loss" in entry]
-    evaluation = [(entry["step"], entry["eval_loss"]) for entry in log_history if "eval_loss" in entry]
     figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for points, label, style in ((train, "train loss", "-"), (evaluation, "val loss", "o-")):
-        if points:
-            steps, values = zip(*points)
-            axes.plot(steps, values, style, label=label)
+    styles = {"val loss": "o-", "val target-map loss": "s--"}
+    for label, points in loss_series(log_history).items():
+        steps, values = zip(*points)
+        axes.plot(steps, values, styles.get(label, "-"), label=label)
     axes.set_xlabel("step")
-    axes.set_ylabel("loss (last reply tokens)")
+    axes.set_ylabel("loss (last reply tokens; target map)")
     axes.grid(alpha=0.3)
-    if train or evaluation:
+    if axes.lines:
         axes.legend()
     figure.tight_layout()
     path = Path(out_dir) / CURVES_FILE

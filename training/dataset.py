@@ -61,13 +61,33 @@ def read_rows(folder: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_sft_dataset(folder: str | Path):
-    """The rows of ``folder`` as a ``datasets.Dataset`` with ``messages`` and ``images`` columns."""
+def target_points_of(folder: Path) -> dict[str, list]:
+    """Each row's target points (:func:`panoseek.training.target_map.row_points`), from the
+    suite the folder was built from (its name and fingerprint in ``data.json``)."""
+    from panoseek.envs.eval.records import read_json
+    from panoseek.scenes.suite import SuiteError, load_suite
+    from panoseek.training.target_map import TargetMapError, row_points
+
+    info = read_json(folder / DATA_FILE)
+    try:
+        suite = load_suite(info.get("suite"))
+        return row_points(folder, read_episodes(folder / EPISODES_FILE), suite, info)
+    except (SuiteError, TargetMapError) as error:
+        raise DatasetError(f"--target-loss needs the suite of {str(folder)!r}: {error}") from None
+
+
+def load_sft_dataset(folder: str | Path, target_map: bool = False):
+    """The rows of ``folder`` as a ``datasets.Dataset`` with ``messages`` and ``images`` columns
+    (and ``target_points`` with ``target_map``: where the target is in each image)."""
     import datasets
 
     folder = Path(folder)
     rows = read_rows(folder)
     records = [{"id": row["id"], "messages": row["messages"], "images": [str(folder / p) for p in row["images"]]}
                for row in rows]
+    if target_map:
+        points = target_points_of(folder)
+        for record in records:
+            record["target_points"] = points[record["id"]]
     dataset = datasets.Dataset.from_list(records)
     return dataset.cast_column("images", datasets.List(datasets.Image()))

@@ -29,6 +29,7 @@ from panoseek.training.sft import SFTOptions
 
 MODEL_DIR, TRAIN_DIR, VAL_DIR, SFT_DIR, SFT2_DIR = "model", "data-train", "data-val", "sft", "sft2"
 RUN_FILE = "recipe_run.json"
+ADDED_SETTINGS = {"target_loss": 0.0}  # settings added after recipe runs existed: their value then
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class TinyRecipe:
     second_lr: float = 3e-4
     batch_size: int = 16
     length_bucket: int = 64
+    target_loss: float = 0.0  # weight of SFT's target-map loss in both passes (training/target_map.py)
     seed: int = 0
 
     def check(self) -> None:
@@ -65,7 +67,7 @@ class TinyRecipe:
         return SFTOptions(
             max_steps=self.second_steps if second else self.max_steps, save_steps=self.save_steps,
             lr=self.second_lr if second else self.lr, seed=self.seed, batch_size=self.batch_size,
-            length_bucket=self.length_bucket,
+            length_bucket=self.length_bucket, target_loss=self.target_loss,
         )
 
     def final_model(self, out: Path) -> Path:
@@ -91,7 +93,7 @@ def _claim(out: Path, recipe: TinyRecipe) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a folder")
     if (out / RUN_FILE).is_file():
-        mismatch = config_mismatch(read_json(out / RUN_FILE), config, config.keys())
+        mismatch = config_mismatch({**ADDED_SETTINGS, **read_json(out / RUN_FILE)}, config, config.keys())
         if mismatch:
             raise ValueError(f"--out {str(out)!r} holds a recipe run with other settings ({'; '.join(mismatch)}); "
                              "give a new folder (nothing there was changed)")

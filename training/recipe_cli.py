@@ -26,6 +26,9 @@ def add_recipe_command(train_commands: argparse._SubParsersAction) -> None:
     recipe.add_argument("--second-steps", type=int, default=defaults.second_steps,
                         help=f"steps of the second SFT pass at lr {defaults.second_lr:g} (default "
                              f"{defaults.second_steps}; 0: none)")
+    recipe.add_argument("--target-loss", type=float, default=defaults.target_loss, metavar="W",
+                        help="weight of the target-map loss in both SFT passes (each image token learns whether "
+                             f"the target is in its cell; default {defaults.target_loss:g}; docs/training.md)")
     recipe.add_argument("--seed", type=int, default=defaults.seed)
     recipe.add_argument("--no-progress", action="store_true", help="no progress bars")
     recipe.set_defaults(handler=run_recipe)
@@ -42,7 +45,7 @@ def run_recipe(args: argparse.Namespace) -> int:
     from panoseek.training.sft import SFTError
 
     recipe = TinyRecipe(train_episodes=args.train_episodes, max_steps=args.max_steps, second_steps=args.second_steps,
-                        seed=args.seed)
+                        target_loss=args.target_loss, seed=args.seed)
     try:
         summary = run_tiny_recipe(args.out, recipe, progress=not args.no_progress)
     except (SFTError, DatasetError, ExpertDataError, ValueError, OSError) as error:

@@ -45,7 +45,7 @@ RUN_FILE = "sft_run.json"
 SUMMARY_FILE = "sft_summary.json"
 FINAL_DIR = "final"
 LENGTH_MULTIPLE = 16  # the fixed batch length is the longest row rounded up to this
-_ADDED_OPTIONS = {"length_bucket": None, "codebook": False, "codebook_only": False}  # options added after runs existed: their value then
+_ADDED_OPTIONS = {"length_bucket": None, "codebook": False, "codebook_only": False, "target_loss": 0.0}  # options added after runs existed: their value then
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
 
 
@@ -68,6 +68,7 @@ class SFTOptions:
     eval_steps: int | None = None  # None: at every checkpoint (with eval data)
     codebook: bool = False  # train the codebook selective filter (agents/visual_filter.py) with the model
     codebook_only: bool = False  # train only the filter; the model stays frozen (implies codebook)
+    target_loss: float = 0.0  # weight of the target-map loss (training/target_map.py; 0: off)
 
     def check(self) -> None:
         if self.codebook_only and not self.codebook:
@@ -80,6 +81,9 @@ class SFTOptions:
                 raise SFTError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise SFTError(f"--lr must be a positive number, got {self.lr!r}")
+        if (isinstance(self.target_loss, bool) or not isinstance(self.target_loss, (int, float))
+                or not math.isfinite(self.target_loss) or self.target_loss < 0):
+            raise SFTError(f"--target-loss must be a weight of 0 or more, got {self.target_loss!r}")
 
 
 def load_model(model_dir: str | Path, trainer: str = "SFT"):
@@ -221,6 +225,54 @@ def filter_checkpoints() -> Any:
     return FilterCheckpoints()
 
 
+def target_map_trainer(weight: float) -> type:
+    """TRL's ``SFTTrainer`` plus the target-map loss (:mod:`panoseek.training.target_map`)
+    with ``weight``, added in training only, so ``eval_loss`` stays the replies' loss. The
+    decoder's last hidden states are caught by a forward hook: TRL's fused output head
+    returns log-probabilities, not logits. Logged: ``reply_loss`` (``loss`` less the map's
+    share), ``target_loss``, ``target_accuracy`` and the last two's ``eval_`` twins. Built
+    here so that importing this module stays free of TRL."""
+    from trl import SFTTrainer
+
+    from panoseek.training.target_map import cell_scores, target_map_loss, target_token_ids
+
+    class TargetMapSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels, views = inputs.pop("target_labels"), inputs.pop("target_views")
+            network = self.accelerator.unwrap_model(model)
+            hidden = []
+            hook = network.get_decoder().register_forward_hook(lambda module, args, output: hidden.append(output[0]))
+            try:  # return_outputs only when asked: TRL then recomputes the logits with a second forward
+                result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                              num_items_in_batch=num_items_in_batch)
+            finally:
+                hook.remove()
+            loss, outputs = result if return_outputs else (result, None)
+            _, here_id, elsewhere_id = target_token_ids(self.processing_class)
+            scores = cell_scores(hidden[0], network.get_output_embeddings().weight, here_id, elsewhere_id)
+            map_loss, accuracy = target_map_loss(scores, labels, views, here_id)
+            mode = "train" if model.training else "eval"
+            if model.training:
+                self._metrics[mode]["reply_loss"].append(float(loss.detach()) * self._accumulation_share(num_items_in_batch))
+            if not math.isnan(accuracy):  # a batch of path-search rows only has no map
+                self._metrics[mode]["target_loss"].append(float(map_loss.detach()))
+                self._metrics[mode]["target_accuracy"].append(accuracy)
+            if model.training:
+                loss = loss + weight * map_loss / self._accumulation_share(num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+
+        def _accumulation_share(self, num_items_in_batch):
+            """The divisor that makes a per-batch mean add up over accumulated batches as the
+            reply loss does: the Trainer divides by the accumulation steps only a loss not
+            already normalised by the items of all of them (``num_items_in_batch``)."""
+            scaled = getattr(self, "loss_is_scaled_for_ga", None)
+            if scaled is None:
+                scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or bool(self.compute_loss_func)
+            return getattr(self, "current_gradient_accumulation_steps", 1) if scaled else 1
+
+    return TargetMapSFTTrainer
+
+
 def copy_processor_files(model_dir: Path, final: Path) -> None:
     """Tokenizer, processor and chat-template files of the base model, next to the trained weights."""
     for file in sorted(model_dir.iterdir()):
@@ -260,9 +312,17 @@ def train_sft(
     if (out / SUMMARY_FILE).is_file():
         return read_json(out / SUMMARY_FILE)  # this run has finished: nothing to do
 
-    train_set = load_sft_dataset(data_dir)
-    eval_set = None if eval_path is None else load_sft_dataset(eval_path)
+    target_map = options.target_loss > 0
+    train_set = load_sft_dataset(data_dir, target_map)
+    eval_set = None if eval_path is None else load_sft_dataset(eval_path, target_map)
     model, processor = load_model(model_dir)
+    if target_map:
+        from panoseek.training.target_map import TargetMapError, target_token_ids
+
+        try:
+            target_token_ids(processor)
+        except TargetMapError as error:
+            raise SFTError(f"model folder {str(model_dir)!r}: {error}") from None
     template = training_template(processor, model_dir)
     view_size = data_info.get("view_size", (448, 252))
     lengths = row_lengths(processor, template, train_set["messages"], view_size)
@@ -297,16 +357,18 @@ def train_sft(
         eval_strategy="no" if eval_set is None else "steps", eval_steps=options.eval_steps or options.save_steps,
         report_to="none", dataloader_num_workers=0, disable_tqdm=not progress, remove_unused_columns=False,
     )
-    trainer = SFTTrainer(
+    trainer_class = target_map_trainer(options.target_loss) if target_map else SFTTrainer
+    trainer = trainer_class(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=processor,
-        data_collator=LastReplyCollator(processor, template, length, pad_to),
+        data_collator=LastReplyCollator(processor, template, length, pad_to, target_map),
         callbacks=[CurvesCallback(out), filter_checkpoints(), *callbacks],
     )
     tick = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - tick
     state = trainer.state
-    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    # the replies' loss (with the target-map loss, "loss" also holds the map's share)
+    losses = [entry.get("reply_loss", entry["loss"]) for entry in state.log_history if "loss" in entry]
     summary = {
         "finished": state.global_step >= options.max_steps, "step": state.global_step, "length": length,
         "rows": len(train_set), "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,

@@ -15,7 +15,7 @@ import numpy as np
 
 from panoseek.envs import geometry
 from panoseek.envs.eval.stats import level_name, seen_by_turn, success_by_turn
-from panoseek.envs.judge import pitch_window, yaw_window
+from panoseek.envs.judge import pitch_window, target_centre, yaw_window
 from panoseek.envs.render import render_view
 from panoseek.envs.task import HOS, HPS, Task
 
@@ -160,8 +160,7 @@ def _view_strip(panorama: np.ndarray, record: dict[str, Any], task: Task, width:
     thumb_h = round(thumb_w / aspect)
     rows = max(1, math.ceil(len(views) / per_row))
     strip = np.full((rows * thumb_h, width, 3), 30, dtype=np.uint8)
-    target_yaw = yaw_window(task).centre
-    target_pitch = 0.0 if task.kind == HPS else pitch_window(task).centre
+    target_yaw, target_pitch = target_centre(task)
     for index, (label, yaw, pitch) in enumerate(views):
         view = render_view(panorama, float(yaw), float(pitch), fov_deg=fov_deg, size=(thumb_w - 4, thumb_h - 4))
         x, y, in_front = geometry.project_to_view(target_yaw, target_pitch, float(yaw), float(pitch), fov_deg, thumb_w - 4, thumb_h - 4)
