@@ -27,7 +27,7 @@ from panoseek.training.collator import LastReplyCollator
 from panoseek.training.dataset import load_sft_dataset
 from panoseek.training.expert_data import DATA_FILE
 from panoseek.training.sft import load_model, row_lengths
-from panoseek.training.target_map import cell_scores, target_token_ids, view_choices
+from panoseek.training.target_map import cell_scores, decoder_hidden_states, target_token_ids, view_choices
 
 
 def main() -> None:
@@ -56,12 +56,9 @@ def main() -> None:
         grid_w = int(batch["image_grid_thw"][0, 2]) // collate.merge  # one view size per data folder
         cells = int(batch["image_grid_thw"][0].prod()) // collate.merge**2
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "target_labels", "target_views")}
-        hidden = []
-        hook = model.get_decoder().register_forward_hook(lambda module, a, output: hidden.append(output[0]))
-        with torch.no_grad():
+        with torch.no_grad(), decoder_hidden_states(model) as hidden:
             model(**inputs)
             scores = cell_scores(hidden[0], model.get_output_embeddings().weight, here_id, elsewhere_id)
-        hook.remove()
         images = [image for row in rows[start: start + args.batch_size] for image in row["images"]]
         for number, (choices, answer) in enumerate(
                 view_choices(scores, batch["target_labels"], batch["target_views"], here_id)):

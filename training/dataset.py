@@ -43,16 +43,23 @@ def check_row(folder: Path, row: dict[str, Any]) -> None:
             raise DatasetError(f"{name}: image {str(image)!r} is missing")
 
 
-def read_rows(folder: str | Path) -> list[dict[str, Any]]:
-    """Every training row of an expert-data folder, checked (see :func:`check_row`)."""
+def read_records(folder: str | Path) -> list[dict[str, Any]]:
+    """The episode records of an expert-data folder (refused if it is not one)."""
     folder = Path(folder)
     if not (folder / DATA_FILE).is_file():
         raise DatasetError(f"--data {str(folder)!r} is not an expert-data folder (it has no {DATA_FILE}; "
                            "build one with `panoseek data experts`)")
     try:
-        records = read_episodes(folder / EPISODES_FILE)
+        return read_episodes(folder / EPISODES_FILE)
     except RecordsError as error:
         raise DatasetError(str(error)) from None
+
+
+def read_rows(folder: str | Path, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every training row of an expert-data folder, checked (see :func:`check_row`); from
+    ``records`` when the caller has read them already (:func:`read_records`)."""
+    folder = Path(folder)
+    records = read_records(folder) if records is None else records
     rows = [row for record in records for row in record.get("rows") or []]
     for row in rows:
         check_row(folder, row)
@@ -61,17 +68,17 @@ def read_rows(folder: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def target_points_of(folder: Path) -> dict[str, list]:
+def target_points_of(folder: Path, records: list[dict[str, Any]]) -> dict[str, list]:
     """Each row's target points (:func:`panoseek.training.target_map.row_points`), from the
-    suite the folder was built from (its name and fingerprint in ``data.json``)."""
+    folder's ``records`` and the suite it was built from (its name and fingerprint in
+    ``data.json``)."""
     from panoseek.envs.eval.records import read_json
     from panoseek.scenes.suite import SuiteError, load_suite
     from panoseek.training.target_map import TargetMapError, row_points
 
     info = read_json(folder / DATA_FILE)
     try:
-        suite = load_suite(info.get("suite"))
-        return row_points(folder, read_episodes(folder / EPISODES_FILE), suite, info)
+        return row_points(folder, records, load_suite(info.get("suite")), info)
     except (SuiteError, TargetMapError) as error:
         raise DatasetError(f"--target-loss needs the suite of {str(folder)!r}: {error}") from None
 
@@ -82,11 +89,11 @@ def load_sft_dataset(folder: str | Path, target_map: bool = False):
     import datasets
 
     folder = Path(folder)
-    rows = read_rows(folder)
+    episodes = read_records(folder)
     records = [{"id": row["id"], "messages": row["messages"], "images": [str(folder / p) for p in row["images"]]}
-               for row in rows]
+               for row in read_rows(folder, episodes)]
     if target_map:
-        points = target_points_of(folder)
+        points = target_points_of(folder, episodes)
         for record in records:
             record["target_points"] = points[record["id"]]
     dataset = datasets.Dataset.from_list(records)

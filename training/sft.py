@@ -225,30 +225,25 @@ def filter_checkpoints() -> Any:
     return FilterCheckpoints()
 
 
-def target_map_trainer(weight: float) -> type:
+def target_map_trainer(weight: float, here_id: int, elsewhere_id: int) -> type:
     """TRL's ``SFTTrainer`` plus the target-map loss (:mod:`panoseek.training.target_map`)
-    with ``weight``, added in training only, so ``eval_loss`` stays the replies' loss. The
-    decoder's last hidden states are caught by a forward hook: TRL's fused output head
-    returns log-probabilities, not logits. Logged: ``reply_loss`` (``loss`` less the map's
-    share), ``target_loss``, ``target_accuracy`` and the last two's ``eval_`` twins. Built
-    here so that importing this module stays free of TRL."""
+    with ``weight`` and the ids of its two tokens, added in training only, so ``eval_loss``
+    stays the replies' loss. Logged: ``reply_loss`` (``loss`` less the map's share),
+    ``target_loss``, ``target_accuracy`` and the last two's ``eval_`` twins. Built here so
+    that importing this module stays free of TRL."""
     from trl import SFTTrainer
 
-    from panoseek.training.target_map import cell_scores, target_map_loss, target_token_ids
+    from panoseek.training.target_map import cell_scores, decoder_hidden_states, target_map_loss
 
     class TargetMapSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels, views = inputs.pop("target_labels"), inputs.pop("target_views")
             network = self.accelerator.unwrap_model(model)
-            hidden = []
-            hook = network.get_decoder().register_forward_hook(lambda module, args, output: hidden.append(output[0]))
-            try:  # return_outputs only when asked: TRL then recomputes the logits with a second forward
+            # return_outputs only when asked: TRL then recomputes the logits with a second forward
+            with decoder_hidden_states(network) as hidden:
                 result = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                               num_items_in_batch=num_items_in_batch)
-            finally:
-                hook.remove()
             loss, outputs = result if return_outputs else (result, None)
-            _, here_id, elsewhere_id = target_token_ids(self.processing_class)
             scores = cell_scores(hidden[0], network.get_output_embeddings().weight, here_id, elsewhere_id)
             map_loss, accuracy = target_map_loss(scores, labels, views, here_id)
             mode = "train" if model.training else "eval"
@@ -320,7 +315,7 @@ def train_sft(
         from panoseek.training.target_map import TargetMapError, target_token_ids
 
         try:
-            target_token_ids(processor)
+            _, here_id, elsewhere_id = target_token_ids(processor)
         except TargetMapError as error:
             raise SFTError(f"model folder {str(model_dir)!r}: {error}") from None
     template = training_template(processor, model_dir)
@@ -357,7 +352,7 @@ def train_sft(
         eval_strategy="no" if eval_set is None else "steps", eval_steps=options.eval_steps or options.save_steps,
         report_to="none", dataloader_num_workers=0, disable_tqdm=not progress, remove_unused_columns=False,
     )
-    trainer_class = target_map_trainer(options.target_loss) if target_map else SFTTrainer
+    trainer_class = target_map_trainer(options.target_loss, here_id, elsewhere_id) if target_map else SFTTrainer
     trainer = trainer_class(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=processor,
         data_collator=LastReplyCollator(processor, template, length, pad_to, target_map),

@@ -20,7 +20,8 @@ reaches inference. Path-search views carry none: the way to walk is not a thing 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,19 @@ def target_labels(input_ids: Any, image_grid_thw: Any, points: Sequence[Sequence
     if image != len(grids):
         raise TargetMapError(f"the batch's input ids hold {image} images but image_grid_thw lists {len(grids)}")
     return labels, views
+
+
+@contextmanager
+def decoder_hidden_states(model: Any) -> Iterator[list]:
+    """A list that gets the decoder's last hidden states (the output head's input) of each
+    forward pass run inside the block, caught by a forward hook: TRL's fused output head
+    returns log-probabilities, not logits, and nothing else hands them out."""
+    caught: list = []
+    hook = model.get_decoder().register_forward_hook(lambda module, args, output: caught.append(output[0]))
+    try:
+        yield caught
+    finally:
+        hook.remove()
 
 
 def cell_scores(hidden: Any, output_weight: Any, here_id: int, elsewhere_id: int) -> Any:
