@@ -3,9 +3,15 @@
 Per turn the policy sees what the agent contract gives: the view, the instruction, the
 heading's pitch, the turn count and its own previous action. Architecture:
 
-* **View**: a three-layer CNN (Nature-DQN shape, narrower) over the ``view_size`` RGB
-  view (128x72 by default), its last feature map modulated (FiLM) by the instruction, so
-  the visual features are task-conditioned; then a linear layer.
+* **View**: a three-layer CNN over the ``view_size`` RGB view (128x72 by default):
+  ``cnn="nature"`` (Nature-DQN shape, narrower: 8x8 stride 4 first) or ``cnn="fine"``
+  (a 5x5 stride-2 layer, two 3x3 stride-2 layers and a 3x3 stride-1 layer, 32-64
+  channels: 9x16 cells in the last map at 128x72 instead of 5x12, for small targets). Its
+  last feature map is modulated (FiLM) by the instruction, so the visual features are
+  task-conditioned; then a linear layer. With ``spatial_attention`` the instruction also
+  queries that map: a softmax over its cells of the dot product with a learned
+  projection of the instruction gives the attended features, the best cell's score and
+  the attention's mean position, so "is it here, and where" is one linear read away.
 * **Instruction**: :class:`WordTokenizer` (lower-case words, numbers digit by digit,
   vocabulary from the training suite's instructions, sorted: deterministic) and a mean
   of learned word embeddings.
@@ -105,6 +111,29 @@ class PolicyConfig:
     codebook_dropout: float = 0.1
     last_turn_submits: bool = False  # on the budget's last turn the only action is submit
     target_head: bool = False  # the auxiliary in-view / offset head (training signal only)
+    cnn: str = "nature"  # "nature" or "fine" (see the module doc)
+    spatial_attention: bool = False  # the instruction queries the CNN's last map (see the module doc)
+
+
+CNNS = ("nature", "fine")
+
+
+def _cnn(kind: str) -> nn.Sequential:
+    """The view encoder named by ``PolicyConfig.cnn``."""
+    if kind == "nature":
+        return nn.Sequential(
+            _layer(nn.Conv2d(3, 16, 8, stride=4)), nn.ReLU(),
+            _layer(nn.Conv2d(16, 32, 4, stride=2)), nn.ReLU(),
+            _layer(nn.Conv2d(32, 32, 3, stride=1)), nn.ReLU(),
+        )
+    if kind == "fine":
+        return nn.Sequential(
+            _layer(nn.Conv2d(3, 32, 5, stride=2, padding=2)), nn.ReLU(),
+            _layer(nn.Conv2d(32, 64, 3, stride=2, padding=1)), nn.ReLU(),
+            _layer(nn.Conv2d(64, 64, 3, stride=2, padding=1)), nn.ReLU(),
+            _layer(nn.Conv2d(64, 32, 3, stride=1, padding=1)), nn.ReLU(),
+        )
+    raise ValueError(f"cnn must be one of {CNNS}, got {kind!r}")
 
 
 def _layer(layer: nn.Module, std: float = math.sqrt(2)) -> nn.Module:
@@ -123,11 +152,7 @@ class SearchPolicy(nn.Module):
         self.tokenizer = WordTokenizer(config.vocabulary)
         hidden, n_actions = config.hidden_size, len(config.action_names)
         self.words = nn.EmbeddingBag(len(config.vocabulary), config.word_dim, mode="mean", padding_idx=0)
-        self.cnn = nn.Sequential(
-            _layer(nn.Conv2d(3, 16, 8, stride=4)), nn.ReLU(),
-            _layer(nn.Conv2d(16, 32, 4, stride=2)), nn.ReLU(),
-            _layer(nn.Conv2d(32, 32, 3, stride=1)), nn.ReLU(),
-        )
+        self.cnn = _cnn(config.cnn)
         width, height = config.view_size
         if min(width, height) < MIN_VIEW:
             raise ValueError(f"view_size {tuple(config.view_size)} is too small for the policy's CNN "
@@ -136,8 +161,16 @@ class SearchPolicy(nn.Module):
             maps = self.cnn(torch.zeros(1, 3, height, width))
         self.film = nn.Linear(config.word_dim, 2 * maps.shape[1])  # per-channel scale and shift
         self.visual = nn.Sequential(nn.Flatten(), _layer(nn.Linear(maps[0].numel(), hidden)), nn.ReLU())
+        channels, cells_y, cells_x = maps.shape[1:]
+        self.query = nn.Linear(config.word_dim, channels) if config.spatial_attention else None
+        if self.query is not None:  # cell centres in [-1, 1], x right and y up, for the attention's mean position
+            xs = torch.linspace(-1.0, 1.0, cells_x) if cells_x > 1 else torch.zeros(1)
+            ys = torch.linspace(1.0, -1.0, cells_y) if cells_y > 1 else torch.zeros(1)
+            self.register_buffer("cell_xy", torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2),
+                                 persistent=False)
+        attended = channels + 3 if self.query is not None else 0
         self.previous = nn.Embedding(n_actions + 1, 16)  # index n_actions: no previous action
-        self.joint = _layer(nn.Linear(hidden + config.word_dim + 16 + 2, hidden))
+        self.joint = _layer(nn.Linear(hidden + attended + config.word_dim + 16 + 2, hidden))
         self.codebook = (
             CodebookBottleneck(hidden, config.codebook_size, config.codebook_dim, config.codebook_dropout)
             if config.codebook else None
@@ -183,8 +216,17 @@ class SearchPolicy(nn.Module):
         maps = self.cnn(x["image"].permute(0, 3, 1, 2).float() / 255.0)
         scale, shift = self.film(words).chunk(2, dim=1)
         maps = maps * (1.0 + scale[:, :, None, None]) + shift[:, :, None, None]
-        joint = self.joint(torch.cat([self.visual(maps), words, self.previous(x["previous"]), x["scalars"]], dim=1))
+        visual = [self.visual(maps)] + ([] if self.query is None else self._attend(maps, words))
+        joint = self.joint(torch.cat([*visual, words, self.previous(x["previous"]), x["scalars"]], dim=1))
         return self.codebook(joint) if self.codebook is not None else torch.relu(joint)
+
+    def _attend(self, maps: torch.Tensor, words: torch.Tensor) -> list[torch.Tensor]:
+        """[attended features (B, C), best cell score (B, 1), attention's mean cell position (B, 2)]."""
+        cells = maps.flatten(2)  # (B, C, cells)
+        scores = torch.einsum("bcn,bc->bn", cells, self.query(words)) / math.sqrt(cells.shape[1])
+        attention = scores.softmax(dim=1)
+        return [torch.einsum("bcn,bn->bc", cells, attention), scores.max(dim=1, keepdim=True).values,
+                attention @ self.cell_xy]
 
     def memory(self, x: dict[str, torch.Tensor], state: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """GRU over a (T * B) sequence of turns of B episodes; ``starts`` (T * B) resets the state."""
@@ -304,7 +346,7 @@ def _load_weights(policy: SearchPolicy, weights: Any, path: Path) -> None:
             f"{'lack' if policy.config.codebook else 'have'} a codebook ({sorted(codebook_keys)[0]}, ...)"
         )
     blame = {"actor.": "action_names", "previous.": "action_names", "visual.": "view_size", "words.": "vocabulary",
-             "target.": "target_head"}
+             "target.": "target_head", "query.": "spatial_attention", "cnn.": "cnn", "joint.": "spatial_attention"}
     for key, tensor in expected.items():
         if key not in weights or weights[key].shape != tensor.shape:
             field = next((f for prefix, f in blame.items() if key.startswith(prefix)), "state_dict")

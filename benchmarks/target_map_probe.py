@@ -3,7 +3,12 @@ with ``panoseek train sft --target-loss``, read on the object-search views of an
 folder: how often its best cell is the target's cell when the target is in view, and how
 often it says "not in view" when it is not, against what guessing gets::
 
-    python benchmarks/target_map_probe.py MODEL_DIR DATA_DIR [--rows 400] [--picture map.png]
+    python benchmarks/target_map_probe.py MODEL_DIR DATA_DIR [--rows 400] [--turns first] [--picture map.png]
+
+``--turns first`` reads only the rows of an episode's first turn (one view, no earlier
+replies), where the map can only come from the pixels and the instruction; on later
+turns the conversation so far (the expert's turns toward the target) is in the context
+too, and a map can be right from that alone.
 
 ``--picture`` draws the first views with the target in view: each cell shaded red by the
 model's probability that the target is there (relative to the view's most likely cell),
@@ -35,15 +40,19 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="model folder")
     parser.add_argument("data", type=Path, help="expert-data folder (e.g. the recipe's data-val)")
     parser.add_argument("--rows", type=int, default=400, help="object-search rows read (default 400)")
+    parser.add_argument("--turns", choices=("all", "first", "later"), default="all",
+                        help="rows of first turns only (one view, no earlier replies), later turns only, or all")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--picture", type=Path, default=None, help="PNG of the map on the first 12 in-view views")
     args = parser.parse_args()
     model, processor = load_model(args.model)
     model.eval()
     dataset = load_sft_dataset(args.data, target_map=True)
-    chosen = [index for index, points in enumerate(dataset["target_points"]) if points][: args.rows]
+    first = [sum(m["role"] == "assistant" for m in messages) == 1 for messages in dataset["messages"]]
+    wanted = {"all": lambda i: True, "first": lambda i: first[i], "later": lambda i: not first[i]}[args.turns]
+    chosen = [index for index, points in enumerate(dataset["target_points"]) if points and wanted(index)][: args.rows]
     if not chosen:
-        parser.error(f"{args.data} has no object-search rows")
+        parser.error(f"{args.data} has no object-search rows of {args.turns} turns")
     rows = [dict(dataset[index]) for index in chosen]
     view_size = read_json(args.data / DATA_FILE).get("view_size", (448, 252))
     length = max(row_lengths(processor, None, [row["messages"] for row in rows], view_size))
@@ -73,7 +82,8 @@ def main() -> None:
             hit += best == answer
             said_seen += best != none
             near += best != none and max(abs(best // grid_w - answer // grid_w), abs(best % grid_w - answer % grid_w)) <= 1
-    print(f"model {args.model}, data {args.data}: {seen + unseen} object-search views of {len(rows)} rows")
+    print(f"model {args.model}, data {args.data}: {seen + unseen} object-search views of {len(rows)} rows "
+          f"({args.turns} turns)")
     print(f"target in view ({seen} views): says in view {100 * said_seen / max(seen, 1):.1f}%, best cell is the "
           f"target's {100 * hit / max(seen, 1):.1f}% (chance 1 of {cells + 1} choices: {100 / (cells + 1):.1f}%), within one cell "
           f"{100 * near / max(seen, 1):.1f}%")

@@ -5,14 +5,17 @@ Measured in the same run over the same tasks and the same seeded action batches
 
 1. **env only**: ``VectorSearchEnv`` (threads 1 and 2) against ``SyncVectorEnv`` of
    ``N`` copies of ``DiscreteRotations(PanoramaSearchEnv)``, both in ``SAME_STEP`` autoreset,
-   the copies once with their default panorama cache (4 per copy) and once with a
-   cache that holds every task's panorama (the fastest they can be).
+   the copies with their default panorama cache (4 per copy) or a cache that holds every
+   task's panorama, each under OpenCV's default thread count and under
+   ``cv2.setNumThreads(1)``: the ratios are against the fastest of these baselines.
 2. **env + policy**: the same, plus one forward pass of the PPO policy
    (:class:`~panoseek.agents.policy.SearchPolicy`, torch with 1 thread) per step.
 3. **working set**: what generating one synth panorama costs, and that cost spread
    over the episodes a panorama serves in the working set (``swap_every``).
 
-Ratios are printed against the synchronous copies (goal: at least 3x).
+Each config is measured ``--rounds`` times, interleaved with the others, and its median
+is reported: the machines are shared and noisy. Ratios are printed against the fastest
+synchronous baseline (goal: at least 3x).
 
     python benchmarks/vector_env.py                       # N=16, 128x72, 2 scenes of synth:train
     python benchmarks/vector_env.py --steps 100 --num-envs 8
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import cv2
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
@@ -64,6 +68,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=2, help="synth:train scenes (5 tasks each)")
     parser.add_argument("--view-size", default="128x72")
     parser.add_argument("--swap-every", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved measurements per config (median)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     view = tuple(int(v) for v in args.view_size.split("x"))
@@ -80,19 +85,38 @@ def main() -> None:
     def vector(threads: int) -> VectorSearchEnv:
         return VectorSearchEnv(tasks, n, view_size=view, threads=threads)
 
+    opencv_default = cv2.getNumThreads()
+    configs = {f"sync (cache {cache}, cv2 {threads})": (lambda cache=cache: sync(cache), threads)
+               for cache in (4, len(tasks)) for threads in dict.fromkeys((opencv_default, 1))}
+    configs.update({f"vector threads={threads}": (lambda threads=threads: vector(threads), opencv_default)
+                    for threads in (1, 2)})
+
+    def measure(name: str, policy: SearchPolicy | None) -> float:
+        """One measurement of a fresh env under its OpenCV thread setting (restored afterwards)."""
+        make, opencv_threads = configs[name]
+        cv2.setNumThreads(opencv_threads)
+        env = make()
+        try:
+            return steps_per_second(env, batches, policy)
+        finally:
+            env.close()
+            cv2.setNumThreads(opencv_default)
+
     tokenizer = WordTokenizer.from_texts(task.instruction for task in tasks)
     policy = SearchPolicy(PolicyConfig(vocabulary=tokenizer.vocabulary, action_names=vector(1).action_names,
                                        view_size=view)).eval()
-    print(f"N={n}, views {view[0]}x{view[1]}, {len(tasks)} tasks of synth:train, {args.steps} vector steps each, "
-          f"torch threads 1")
+    print(f"N={n}, views {view[0]}x{view[1]}, {len(tasks)} tasks of synth:train, {args.steps} vector steps per "
+          f"measurement, median of {args.rounds} interleaved rounds, torch threads 1")
     for label, with_policy in (("env only", None), ("env + policy", policy)):
-        base = {"sync (cache 4)": steps_per_second(sync(4), batches, with_policy),
-                f"sync (cache {len(tasks)})": steps_per_second(sync(len(tasks)), batches, with_policy)}
-        ours = {f"vector threads={t}": steps_per_second(vector(t), batches, with_policy) for t in (1, 2)}
-        best_base = max(base.values())
+        runs: dict[str, list[float]] = {name: [] for name in configs}
+        for _ in range(args.rounds):  # interleaved, so a noisy spell of the machine hits every config alike
+            for name in configs:
+                runs[name].append(measure(name, with_policy))
+        median = {name: float(np.median(values)) for name, values in runs.items()}
+        best_base = max(sps for name, sps in median.items() if name.startswith("sync"))
         print(f"{label}:")
-        for name, sps in {**base, **ours}.items():
-            print(f"  {name:22s} {sps:8.0f} steps/s   x{sps / best_base:.2f} vs the faster sync")
+        for name, sps in median.items():
+            print(f"  {name:26s} {sps:8.0f} steps/s   x{sps / best_base:.2f} vs the fastest sync")
 
     seeds = [scene_slot("train", 1000 + i) for i in range(3)]
     start = time.perf_counter()

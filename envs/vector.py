@@ -4,8 +4,8 @@
 ``DiscreteRotations(PanoramaSearchEnv(tasks, ...))`` in a Gymnasium ``SyncVectorEnv``
 are, without the Python loop over ``N`` environments: the episode states are arrays
 (task, start, yaw, pitch, turn), an action batch updates them at once, and the ``N``
-views are rendered together, by a thread pool over :func:`~panoseek.envs.render.render_view`
-(OpenCV releases the GIL) or, with ``renderer="torch"``, by
+views are rendered together, by :func:`~panoseek.envs.render.render_view` one after the
+other (optionally on a thread pool: OpenCV releases the GIL) or, with ``renderer="torch"``, by
 :func:`~panoseek.envs.render_torch.render_views_torch` (the Triton sampler on a GPU).
 
 * **Actions**: ``MultiDiscrete([n] * N)`` with the indices of
@@ -46,7 +46,6 @@ target_direction (an auxiliary loss's labels).
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -83,7 +82,9 @@ class VectorSearchEnv(gym.vector.VectorEnv):
     ``swap_every`` (finished episodes between two swaps of the working set),
     ``renderer`` (``"opencv"``: the single environment's renderer, identical pixels;
     ``"torch"``: ``render_views_torch`` on ``device``, within rounding of it),
-    ``threads`` (OpenCV renderer threads) and ``training_labels`` (add ``progress`` and
+    ``threads`` (views rendered side by side by a pool of that many threads; the default 1
+    leaves the parallelism to OpenCV's own threads inside each ``remap``, which was faster
+    on a 2-core machine: ``benchmarks/vector_env.py``) and ``training_labels`` (add ``progress`` and
     ``target_direction`` to ``info``).
     """
 
@@ -105,7 +106,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         swap_every: int = 500,
         renderer: str = "opencv",
         device: str = "cuda",
-        threads: int | None = None,
+        threads: int = 1,
         training_labels: bool = False,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -155,7 +156,8 @@ class VectorSearchEnv(gym.vector.VectorEnv):
 
         self.renderer, self.device = renderer, device
         self._gpu: dict[str, Any] = {}  # panorama key -> its pixels on the device (torch renderer)
-        threads = min(4, os.cpu_count() or 1) if threads is None else int(threads)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self._pool = ThreadPoolExecutor(threads) if renderer == "opencv" and threads > 1 else None
 
         width, height = self.view_size

@@ -38,9 +38,11 @@ def test_tokenizer_is_deterministic_and_splits_numbers_into_digits():
     assert a.encode("zebra") == (1,) and a.batch(["go", "find the red"]).shape == (2, 3)
 
 
-@pytest.mark.parametrize("codebook", [False, True])
-def test_forward_shapes_over_sequences(codebook):
-    policy = SearchPolicy(_config(codebook=codebook))
+@pytest.mark.parametrize("codebook,cnn,attention", [(False, "nature", False), (True, "nature", False),
+                                                    (False, "fine", False), (True, "nature", True),
+                                                    (False, "fine", True)])
+def test_forward_shapes_over_sequences(codebook, cnn, attention):
+    policy = SearchPolicy(_config(codebook=codebook, cnn=cnn, spatial_attention=attention))
     steps, batch = 3, 4
     x = _inputs(policy, steps * batch)
     state = policy.initial_state(batch)
@@ -52,6 +54,30 @@ def test_forward_shapes_over_sequences(codebook):
     assert int(action.max()) < len(NAMES)
     assert policy.get_value(x, state, starts).shape == (steps * batch,)
     assert (policy.codebook is not None) == codebook
+
+
+def test_spatial_attention_reads_where_the_instruction_matches_the_map():
+    """One cell that matches the instruction's query dominates: the attention's mean position is that
+    cell's centre (x right, y up, in [-1, 1]), its score is the best score, its features are that cell's."""
+    torch.manual_seed(0)
+    policy = SearchPolicy(_config(spatial_attention=True, cnn="fine"))
+    channels, cells_y, cells_x = policy.cnn(torch.zeros(1, 3, 36, 64)).shape[1:]
+    words = torch.randn(2, policy.config.word_dim)
+    query = policy.query(words).detach()
+    maps = torch.zeros(2, channels, cells_y, cells_x)
+    maps[0, :, 0, cells_x - 1] = 40 * query[0]  # top right
+    maps[1, :, cells_y - 1, 0] = 40 * query[1]  # bottom left
+    with torch.no_grad():
+        attended, best, position = policy._attend(maps, words)
+    torch.testing.assert_close(position, torch.tensor([[1.0, 1.0], [-1.0, -1.0]]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(attended[0], maps[0, :, 0, cells_x - 1], atol=1e-2, rtol=1e-3)
+    scores = torch.einsum("bcn,bc->bn", maps.flatten(2), query) / channels**0.5
+    torch.testing.assert_close(best[:, 0], scores.max(dim=1).values)
+
+
+def test_an_unknown_cnn_is_refused_by_name():
+    with pytest.raises(ValueError, match="cnn must be one of"):
+        SearchPolicy(_config(cnn="resnet"))
 
 
 def test_an_episode_start_resets_the_memory():
@@ -110,6 +136,12 @@ def test_incompatible_checkpoints_are_refused_naming_the_field(tmp_path):
     other_actions = {**good, "config": {**good["config"], "big_step_deg": None}}
     with pytest.raises(PolicyCheckpointError, match="'action_names'"):
         PPOAgent(save("actions.pt", other_actions))
+    attending = {**good, "config": {**good["config"], "spatial_attention": True}}
+    with pytest.raises(PolicyCheckpointError, match="config field 'spatial_attention'"):
+        PPOAgent(save("attending.pt", attending))
+    fine = {**good, "config": {**good["config"], "cnn": "fine"}}
+    with pytest.raises(PolicyCheckpointError, match="config field 'cnn'"):
+        PPOAgent(save("fine.pt", fine))
     with pytest.raises(PolicyCheckpointError, match="field 'format'"):
         PPOAgent(save("other.pt", {"weights": torch.zeros(2)}))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

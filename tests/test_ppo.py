@@ -71,6 +71,20 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         train(dataclasses.replace(args, codebook=False))
 
 
+def test_a_second_run_into_a_busy_folder_is_refused(tmp_path):
+    import fcntl
+
+    args = _args(tmp_path, "run", total_steps=16)
+    Path(args.out).mkdir(parents=True)
+    with (Path(args.out) / ".lock").open("w") as held:  # as another process training there holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match="another training run is using this folder"):
+            train(args)
+    assert not (Path(args.out) / "progress.csv").exists()
+    train(args)  # free again
+    assert len(_rows(Path(args.out))) == 1
+
+
 def test_cli_trains_and_the_ppo_agent_plays_under_eval(tmp_path):
     suite = _suite(tmp_path / "suite")
     run = tmp_path / "cli"

@@ -26,7 +26,10 @@ teaches the policy to see. The CSV's ``return`` is the env's reward only. With
 w times an auxiliary loss on privileged labels (is the target in view, where) is added
 to the PPO loss, a dense signal for perception (auxiliary tasks as in UNREAL). Both are
 training signals only: the trained policy acts on the views, instruction and heading
-alone, and ``panoseek eval`` scores it like any other agent.
+alone, and ``panoseek eval`` scores it like any other agent. With ``warmup_steps`` > 0 a
+fresh run first trains that head's path on labelled random views
+(:mod:`panoseek.training.perception`, ``OUT/warmup.csv``); its result is kept in
+``OUT/warmup.pt``, so a run killed before its first checkpoint does not redo it.
 
 Rollouts sample from the policy in eval mode (no codebook dropout); updates run in
 train mode. Every ``checkpoint_every`` updates the whole state is saved to
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import json
 import os
 import time
@@ -56,6 +60,7 @@ from panoseek.envs.eval import stats
 from panoseek.envs.geometry import vertical_fov_deg
 from panoseek.envs.vector import VectorSearchEnv
 from panoseek.scenes import load_suite
+from panoseek.training.perception import warm_up_perception
 from panoseek.training.ppo_args import Args
 
 CSV_FIELDS = ("update", "global_step", "episodes", "return", "success", "success_stderr", "length", "lr",
@@ -64,12 +69,26 @@ CSV_FIELDS = ("update", "global_step", "episodes", "return", "success", "success
 
 
 RUN_FREE = ("out", "total_steps", "progress", "checkpoint_every")  # may change between a run and its resume
+#: Settings added after runs were made: a checkpoint without them was made with these values.
+ADDED_SETTINGS = {"warmup_steps": 0, "warmup_batch": 64, "warmup_lr": 1e-3, "cnn": "nature", "spatial_attention": False}
 
 
 def train(args: Args) -> dict[str, Any]:
-    """Train (or resume) a run; returns the last progress row."""
+    """Train (or resume) a run; returns the last progress row. A second process training into
+    the same folder at the same time is refused (``OUT/.lock``), not interleaved."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    with (out / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{out}: another training run is using this folder; wait for it, "
+                             "or use another --out") from None
+        return _train(args, out)
+
+
+def _train(args: Args, out: Path) -> dict[str, Any]:
+    """:func:`train` once the run folder is held."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)  # the only global RNG used: sampling and minibatch shuffles
     device = torch.device(args.device)
@@ -84,7 +103,8 @@ def train(args: Args) -> dict[str, Any]:
     tokenizer = WordTokenizer.from_texts(task.instruction for task in tasks)
     config = PolicyConfig(vocabulary=tokenizer.vocabulary, action_names=envs.action_names,
                           step_deg=envs.step_deg, big_step_deg=envs.big_step_deg,
-                          view_size=tuple(args.view_size), codebook=args.codebook,
+                          view_size=tuple(args.view_size), codebook=args.codebook, cnn=args.cnn,
+                          spatial_attention=args.spatial_attention,
                           last_turn_submits=args.last_turn_submits, target_head=args.target_loss > 0)
     policy = SearchPolicy(config).to(device)
     optimizer = optim.Adam(policy.parameters(), lr=args.learning_rate, eps=1e-5)
@@ -113,6 +133,8 @@ def train(args: Args) -> dict[str, Any]:
     if checkpoint_path.is_file():
         loop = _resume(checkpoint_path, args, policy, optimizer, envs)
     else:
+        if args.warmup_steps > 0:
+            _warm_up(out / "warmup.pt", args, policy, tasks, envs, half_fov)
         obs, info = envs.reset(seed=args.seed)
         loop = {
             "update": 0, "global_step": 0, "obs": obs, "direction": info["target_direction"],
@@ -270,6 +292,31 @@ def _minibatch_update(policy: SearchPolicy, optimizer: optim.Optimizer, mb: dict
             "approx_kl": approx_kl.item(), "clipfrac": clipfrac.item()}
 
 
+def _warm_up(path: Path, args: Args, policy: SearchPolicy, tasks: list, envs: VectorSearchEnv,
+             half_fov: tuple[float, float]) -> None:
+    """Run the perception warm-up, or load its result from ``path`` if this run's settings and
+    policy config made it. Torch's RNG is left as it was (the codebook's dropout draws from it
+    in the warm-up), so PPO goes on identically whether the warm-up ran or was loaded."""
+    identity = json.loads(json.dumps({
+        "args": {k: v for k, v in dataclasses.asdict(args).items() if k not in RUN_FREE},
+        "config": dataclasses.asdict(policy.config),
+    }))
+    if path.is_file():
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if data.get("identity") == identity:
+            policy.load_state_dict(data["policy"]["state_dict"])
+            return
+    device = policy.actor.weight.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        warm_up_perception(policy, tasks, steps=args.warmup_steps, batch_size=args.warmup_batch,
+                           learning_rate=args.warmup_lr, max_turns=args.max_turns, fov_deg=envs.fov_deg,
+                           half_fov=half_fov, crosshair=envs.crosshair, seed=args.seed, out=path.parent,
+                           max_grad_norm=args.max_grad_norm, progress=args.progress)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save({"identity": identity, "policy": policy_checkpoint(policy)}, partial)
+    partial.replace(path)
+
+
 # ---------------------------------------------------------------------- checkpoints and logs
 
 
@@ -297,7 +344,7 @@ def _resume(path: Path, args: Args, policy: SearchPolicy, optimizer: optim.Optim
     """Restore a run from its checkpoint; refuse one made with other settings."""
     data = torch.load(path, map_location="cpu", weights_only=True)
     wanted = {k: v for k, v in dataclasses.asdict(args).items() if k not in RUN_FREE}
-    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in data["args"].items()}
+    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in {**ADDED_SETTINGS, **data["args"]}.items()}
     wanted = {k: tuple(v) if isinstance(v, list) else v for k, v in wanted.items()}
     for key in sorted(set(stored) | set(wanted)):
         if stored.get(key) != wanted.get(key):

@@ -22,16 +22,28 @@ def _train_ppo(args: argparse.Namespace) -> int:
 
     settings = Args(
         suite=args.suite, out=args.out, seed=args.seed, total_steps=args.total_steps, num_envs=args.num_envs,
-        num_steps=args.num_steps, codebook=args.codebook, distance_reward=args.distance_reward,
+        num_steps=args.num_steps, codebook=args.codebook, cnn=args.cnn, spatial_attention=args.spatial_attention,
+        distance_reward=args.distance_reward,
         progress_reward=args.progress_reward, last_turn_submits=args.last_turn_submits,
         learning_rate=args.learning_rate, ent_coef=args.ent_coef, gamma=args.gamma, target_loss=args.target_loss,
         view_size=args.view_size, working_set=args.working_set, swap_every=args.swap_every,
-        update_epochs=args.update_epochs, device=args.device, threads=args.threads,
+        update_epochs=args.update_epochs, warmup_steps=args.warmup_steps, warmup_batch=args.warmup_batch,
+        warmup_lr=args.warmup_lr, device=args.device, threads=args.threads,
         checkpoint_every=args.checkpoint_every, progress=not args.quiet,
     )
     if settings.target_loss < 0 or settings.progress_reward < 0:
         print(f"panoseek train ppo: error: --target-loss and --progress-reward must be >= 0, got "
               f"{settings.target_loss} and {settings.progress_reward}", file=sys.stderr)
+        return 2
+    for flag, value, limit, bad in (("--warmup-steps", settings.warmup_steps, ">= 0", settings.warmup_steps < 0),
+                                    ("--warmup-batch", settings.warmup_batch, ">= 1", settings.warmup_batch < 1),
+                                    ("--warmup-lr", settings.warmup_lr, "> 0", settings.warmup_lr <= 0)):
+        if bad:
+            print(f"panoseek train ppo: error: {flag} must be {limit}, got {value}", file=sys.stderr)
+            return 2
+    if settings.warmup_steps and not settings.target_loss:
+        print("panoseek train ppo: error: --warmup-steps trains the target head: it needs --target-loss > 0",
+              file=sys.stderr)
         return 2
     if settings.num_envs % settings.num_minibatches:
         print(f"panoseek train ppo: error: --num-envs must be a multiple of {settings.num_minibatches} "
@@ -67,6 +79,12 @@ def add_ppo_command(train_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-steps", type=int, default=defaults.num_steps, help="turns per env per update")
     parser.add_argument("--update-epochs", type=int, default=defaults.update_epochs, help="epochs per update")
     parser.add_argument("--codebook", action="store_true", help="add the codebook bottleneck")
+    parser.add_argument("--cnn", choices=("nature", "fine"), default=defaults.cnn,  # agents.policy.CNNS
+                        help="view encoder: nature (8x8 stride-4 first layer, 5x12 last map at 128x72) or fine "
+                        "(5x5 stride-2 first layer, 9x16 last map, about 5x the compute; default nature)")
+    parser.add_argument("--spatial-attention", action="store_true",
+                        help="the instruction queries the CNN's last map: attended features, best-cell score "
+                        "and the attention's mean position join the policy's input")
     parser.add_argument("--distance-reward", action="store_true",
                         help="add the H* paper's distance shaping to the submission reward (training only)")
     parser.add_argument("--progress-reward", type=float, default=defaults.progress_reward, metavar="C",
@@ -78,6 +96,13 @@ def add_ppo_command(train_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target-loss", type=float, default=defaults.target_loss, metavar="W",
                         help="weight of an auxiliary loss that predicts whether and where the target is in view, "
                         f"from privileged labels (training only; 0: off; default {defaults.target_loss})")
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps, metavar="N",
+                        help="before PPO, N batches of a supervised perception warm-up: the target head's loss on "
+                        "labelled random views of the suite (privileged labels, training only; default 0: none)")
+    parser.add_argument("--warmup-batch", type=int, default=defaults.warmup_batch,
+                        help=f"views per warm-up batch (default {defaults.warmup_batch})")
+    parser.add_argument("--warmup-lr", type=float, default=defaults.warmup_lr,
+                        help=f"warm-up Adam learning rate, annealed to 0 (default {defaults.warmup_lr})")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                         help=f"Adam learning rate, annealed linearly to 0 (default {defaults.learning_rate})")
     parser.add_argument("--ent-coef", type=float, default=defaults.ent_coef,
