@@ -11,7 +11,8 @@ heading's pitch, the turn count and its own previous action. Architecture:
   task-conditioned; then a linear layer. With ``spatial_attention`` the instruction also
   queries that map: a softmax over its cells of the dot product with a learned
   projection of the instruction gives the attended features, the best cell's score and
-  the attention's mean position, so "is it here, and where" is one linear read away.
+  the attention's mean cell position, so "is it here, and roughly where" is close to a
+  linear read.
 * **Instruction**: :class:`WordTokenizer` (lower-case words, numbers digit by digit,
   vocabulary from the training suite's instructions, sorted: deterministic) and a mean
   of learned word embeddings.
