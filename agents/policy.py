@@ -282,11 +282,18 @@ class SearchPolicy(nn.Module):
         if self.target is None:
             raise ValueError("this policy has no target head (config target_head=False)")
         prediction = self.target(hidden)
-        offset = direction / direction.new_tensor(half_fov)
-        in_view = (offset.abs() <= 1.0).all(dim=1).float()
+        offset, in_view = target_head_labels(direction, half_fov)
+        in_view = in_view.float()
         loss = nn.functional.binary_cross_entropy_with_logits(prediction[:, 0], in_view)
         squared = ((prediction[:, 1:] - offset) ** 2).sum(dim=1)
         return loss + (squared * in_view).sum() / in_view.sum().clamp(min=1.0)
+
+
+def target_head_labels(direction: torch.Tensor, half_fov: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target head's labels from ``direction`` (B, 2) degrees to the target: (the offset in
+    half fields of view (B, 2), whether the target is in view (B,) bool; see :meth:`SearchPolicy.target_loss`)."""
+    offset = direction / direction.new_tensor(half_fov)
+    return offset, (offset.abs() <= 1.0).all(dim=1)
 
 
 def policy_checkpoint(policy: SearchPolicy) -> dict[str, Any]:

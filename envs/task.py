@@ -152,6 +152,14 @@ def panorama_key(task: Task, task_index: int) -> str:
     return f"task:{task_index}"
 
 
+def panorama_groups(tasks: Sequence[Task]) -> list[list[int]]:
+    """Task indices grouped by :func:`panorama_key`, groups in the order of their first task."""
+    groups: dict[str, list[int]] = {}
+    for index, task in enumerate(tasks):
+        groups.setdefault(panorama_key(task, index), []).append(index)
+    return list(groups.values())
+
+
 def _finite(name: str, field_name: str, value: Any, limit: float = math.inf) -> float:
     """``value`` as a float: a real number (not a bool or text), finite, within [-limit, limit]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -47,7 +47,6 @@ target_direction (an auxiliary loss's labels).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -66,7 +65,7 @@ from panoseek.envs.geometry import clamp_pitch, wrap_yaw
 from panoseek.envs.protocol import parse_structured
 from panoseek.envs.panorama_cache import PanoramaCache
 from panoseek.envs.render import PreparedPanorama, render_view
-from panoseek.envs.task import panorama_key
+from panoseek.envs.task import panorama_groups, panorama_key
 from panoseek.envs.wrappers import DiscreteRotations
 
 RENDERERS = ("opencv", "torch")
@@ -140,10 +139,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
         self.single_action_space = self.single.action_space
         self.action_space = spaces.MultiDiscrete([self.single_action_space.n] * num_envs)
 
-        groups: OrderedDict[str, list[int]] = OrderedDict()
-        for index, task in enumerate(self.tasks):
-            groups.setdefault(panorama_key(task, index), []).append(index)
-        self._groups = list(groups.values())
+        self._groups = panorama_groups(self.tasks)
         if working_set is not None and (isinstance(working_set, bool) or not isinstance(working_set, int) or working_set < 1):
             raise ValueError(f"working_set must be None or a positive integer, got {working_set!r}")
         if isinstance(swap_every, bool) or not isinstance(swap_every, int) or swap_every < 1:
@@ -294,9 +290,7 @@ class VectorSearchEnv(gym.vector.VectorEnv):
     def _swap(self) -> None:
         """Replace the oldest panorama of the working set by a random one outside it."""
         self._finished = 0
-        working = set(self._working)
-        outside = [g for g in range(len(self._groups)) if g not in working]
-        self._working = self._working[1:] + [outside[int(self._set_rng.integers(len(outside)))]]
+        self._working = swap_oldest(self._working, len(self._groups), self._set_rng)
 
     def _panorama(self, task_index: int) -> PreparedPanorama:
         """A task's prepared panorama, from a cache shared by the episodes of all environments."""
@@ -360,4 +354,12 @@ class VectorSearchEnv(gym.vector.VectorEnv):
 
 
 _EPISODE_INFO = {"task_index": "_task", "start_index": "_start", "turn": "_turn"}
+
+
+def swap_oldest(working: list[int], groups: int, rng: np.random.Generator) -> list[int]:
+    """A working set of group indices with its oldest (first) one replaced by a random group
+    outside it (of ``range(groups)``): how a working set of panoramas turns over."""
+    inside = set(working)
+    outside = [g for g in range(groups) if g not in inside]
+    return working[1:] + [outside[int(rng.integers(len(outside)))]]
 

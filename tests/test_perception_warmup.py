@@ -15,9 +15,10 @@ from panoseek.envs import judge
 from panoseek.envs.agent import rotate
 from panoseek.envs.env import PanoramaSearchEnv
 from panoseek.envs.geometry import yaw_delta
+from panoseek.envs.task import panorama_groups
 from panoseek.scenes import load_suite
 from panoseek.training import perception, ppo
-from panoseek.training.perception import ViewSampler, panorama_groups
+from panoseek.training.perception import ViewSampler
 from panoseek.training.ppo import train
 
 from test_ppo import _args, _suite

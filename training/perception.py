@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,13 +35,14 @@ import torch
 from torch import optim
 from tqdm import tqdm
 
-from panoseek.agents.policy import SearchPolicy
+from panoseek.agents.policy import SearchPolicy, target_head_labels
 from panoseek.envs import judge
 from panoseek.envs.env import draw_crosshair
 from panoseek.envs.geometry import wrap_yaw
 from panoseek.envs.panorama_cache import PanoramaCache
 from panoseek.envs.render import render_view
-from panoseek.envs.task import Task, panorama_key
+from panoseek.envs.task import Task, panorama_groups
+from panoseek.envs.vector import swap_oldest
 
 #: Panoramas at the end of the suite kept out of the warm-up's training views (see the module doc).
 HELD_OUT = 16
@@ -87,9 +87,7 @@ class ViewSampler:
     def _draw_task(self) -> int:
         self._drawn += 1
         if self._drawn % self.swap_every == 0 and len(self.working) < len(self.groups):
-            inside = set(self.working)
-            outside = [g for g in range(len(self.groups)) if g not in inside]
-            self.working = self.working[1:] + [outside[int(self.rng.integers(len(outside)))]]
+            self.working = swap_oldest(self.working, len(self.groups), self.rng)
         group = self.groups[self.working[int(self.rng.integers(len(self.working)))]]
         return group[int(self.rng.integers(len(group)))]
 
@@ -102,14 +100,6 @@ class ViewSampler:
         yaw = wrap_yaw(round(centre_yaw + self.rng.uniform(-self.fov_deg / 2, self.fov_deg / 2)))
         near_pitch = min(PITCHES, key=lambda p: abs(p - centre_pitch))
         return float(yaw), near_pitch if self.rng.random() < 0.5 else pitch
-
-
-def panorama_groups(tasks: Sequence[Task]) -> list[list[int]]:
-    """Task indices grouped by panorama, in suite order."""
-    groups: OrderedDict[str, list[int]] = OrderedDict()
-    for index, task in enumerate(tasks):
-        groups.setdefault(panorama_key(task, index), []).append(index)
-    return list(groups.values())
 
 
 def _forward(policy: SearchPolicy, batch: tuple, rng: np.random.Generator, max_turns: int,
@@ -129,7 +119,7 @@ def _forward(policy: SearchPolicy, batch: tuple, rng: np.random.Generator, max_t
 def _scores(prediction: torch.Tensor, direction: torch.Tensor, half_fov: tuple[float, float]) -> dict[str, float]:
     """In-view accuracy and the mean offset error (degrees) over the views whose target is in view."""
     scale = direction.new_tensor(half_fov)
-    in_view = ((direction / scale).abs() <= 1.0).all(dim=1)
+    _, in_view = target_head_labels(direction, half_fov)
     accuracy = ((prediction[:, 0] > 0) == in_view).float().mean().item()
     error = ((prediction[:, 1:] * scale - direction) ** 2).sum(dim=1).sqrt()
     offset = error[in_view].mean().item() if in_view.any() else float("nan")
