@@ -133,6 +133,9 @@ def test_bad_arguments_and_actions_are_refused_clearly():
         VectorSearchEnv(tasks, 0)
     with pytest.raises(ValueError, match="renderer"):
         VectorSearchEnv(tasks, 1, renderer="vulkan")
+    for threads in (0, 1.5, True):
+        with pytest.raises(ValueError, match=f"threads must be a positive integer, got {threads!r}"):
+            VectorSearchEnv(tasks, 1, threads=threads)
     with pytest.raises(ValueError, match="step_deg"):
         VectorSearchEnv(tasks, 1, step_deg=0)
     env = VectorSearchEnv(tasks, 2, **SETTINGS)
